@@ -7,6 +7,8 @@ stamp=.venv/.diad-install-stamp
 want=$( (cat pyproject.toml scripts/setup.sh) | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch and torchvision pinned as a matching pair (a mismatched torchvision fails to import).
-  .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[dev]"
+  # (The grep drops pip's notices about local index folders that do not exist on this machine.)
+  .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[dev]" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$want" > "$stamp"
 fi
