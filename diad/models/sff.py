@@ -1,0 +1,48 @@
+"""Spatial-aware Feature Fusion (SFF, DiAD spec 1.4): fuse the SGEB3 tensors into each SGEB4 tensor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def _norm_act(kind: Literal["in_silu", "bn_relu"], channels: int) -> tuple[nn.Module, nn.Module]:
+    """The branch normalisation and activation of paper Table 5 (IN+SiLU default, BN+ReLU ablation)."""
+    if kind == "in_silu":
+        return nn.InstanceNorm2d(channels), nn.SiLU()
+    return nn.BatchNorm2d(channels), nn.ReLU()
+
+
+class SFFBranch(nn.Sequential):
+    """conv3x3 stride 2 (no bias) -> norm -> act: (N, C_in, H, W) -> (N, C_out, H/2, W/2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kind: Literal["in_silu", "bn_relu"], zero_init: bool):
+        norm, act = _norm_act(kind, out_ch)
+        conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1, bias=False)
+        if zero_init:
+            nn.init.zeros_(conv.weight)
+        super().__init__(conv, norm, act)
+
+
+class SFF(nn.Module):
+    """out_i = act(sum_j branch_ij(sgeb3_j)) for i, j over the three SGEB4 / SGEB3 tensors (nine branches)."""
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: list[int],
+        kind: Literal["in_silu", "bn_relu"],
+        zero_init: bool,
+    ):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.ModuleList(SFFBranch(c_in, c_out, kind, zero_init) for c_in in in_channels)
+            for c_out in out_channels
+        )
+        self.act = _norm_act(kind, 1)[1]
+
+    def forward(self, sgeb3: list[torch.Tensor]) -> list[torch.Tensor]:
+        """SGEB3 tensors (N, C3_j, H, W) -> one fused tensor per SGEB4 output, (N, C4_i, H/2, W/2)."""
+        return [self.act(sum(b(x) for b, x in zip(row, sgeb3))) for row in self.branches]
