@@ -39,6 +39,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "hint_channels": [8, 16, 32],  # C(x0): one stride-2 stage per autoencoder downsampling
         "pixel_block_out_channels": [16, 32, 32, 32],
         "pretrained_dir": None,
+        # No pretrained SD here, so there is nothing to protect by freezing its encoder half:
+        # a frozen random encoder starves the model of capacity (see sd_encoder_trainable).
+        "sd_encoder_trainable": True,
     },
     "paper": {
         "image_size": 256,
@@ -55,6 +58,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "hint_channels": [16, 32, 96, 256],  # ControlNet's hint path for f8
         "pixel_block_out_channels": [128, 128, 256, 256, 512, 512],  # DDPM-256 baseline
         "pretrained_dir": None,
+        "sd_encoder_trainable": False,  # the paper: SD encoder, middle block and time embedding frozen
     },
 }
 
@@ -106,6 +110,9 @@ class ModelConfig(BaseModel):
     hint_channels: list[int]
     pixel_block_out_channels: list[int]
     pretrained_dir: Path | None
+    # Train the SD UNet's encoder half too (conv_in, time embedding, down and middle blocks).
+    # False = the paper (pretrained SD kept frozen); True where SD starts from random weights.
+    sd_encoder_trainable: bool
 
     @model_validator(mode="before")
     @classmethod

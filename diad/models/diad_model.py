@@ -166,10 +166,14 @@ class DiADModel(nn.Module):
             p.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """SG network + SD decoder half (up_blocks, conv_norm_out, conv_out); the whole UNet for ddpm."""
+        """SG network + SD decoder half (up_blocks, conv_norm_out, conv_out), or the whole SD UNet when
+        cfg.sd_encoder_trainable (cpu profile: no pretrained SD) and for ddpm."""
         if self.cfg.pixel_space:
             return list(self.unet.parameters())
-        modules = [self.unet.up_blocks, self.unet.conv_norm_out, self.unet.conv_out]
+        if self.cfg.sd_encoder_trainable:
+            modules = [self.unet]
+        else:
+            modules = [self.unet.up_blocks, self.unet.conv_norm_out, self.unet.conv_out]
         if self.sg is not None:
             modules.append(self.sg)
         return [p for m in modules for p in m.parameters()]

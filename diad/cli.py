@@ -1,0 +1,166 @@
+"""The `diad` command: data synth, train, evaluate, predict. User errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing on a default path may download
+
+import click  # noqa: E402
+
+from diad.errors import DiadError  # noqa: E402
+
+
+class UserError(click.ClickException):
+    """Printed as `error: <one line>`, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    if type(exc).__name__ == "ValidationError":  # pydantic, raised outside the config loader
+        first = exc.errors()[0]
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: file not found"
+    return " ".join(str(exc).split())
+
+
+class DiadGroup(click.Group):
+    """Turns DiadError, FileNotFoundError and pydantic ValidationError into UserError."""
+
+    def invoke(self, ctx: click.Context):
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except (DiadError, FileNotFoundError, ValidationError) as e:
+            raise UserError(_one_line(e)) from None
+
+
+@click.group(cls=DiadGroup)
+def cli() -> None:
+    """DiAD: diffusion-based multi-class anomaly detection (train, evaluate, predict)."""
+
+
+@cli.group()
+def data() -> None:
+    """Datasets."""
+
+
+@data.command("synth")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Generator seed.")
+@click.option("--size", default=256, show_default=True, help="Image side in pixels (multiple of 8).")
+@click.option("--train-per-category", default=48, show_default=True)
+@click.option("--test-per-category", default=24, show_default=True)
+@click.option("--categories", default=None, help="Comma-separated subset (default: all).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def data_synth(out: Path, seed: int, size: int, train_per_category: int, test_per_category: int,
+               categories: str | None, overwrite: bool) -> None:
+    """Write the synthetic-defect dataset (MVTec layout, exact masks) to OUT."""
+    from diad.data import write_synth_dataset
+
+    cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    path = write_synth_dataset(out, cats, train_per_category, test_per_category, size, seed, overwrite=overwrite)
+    click.echo(str(path))
+
+
+@cli.command("train")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory (resumed if present).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Shared cache for autoencoders (default: $DIAD_CACHE or ~/.cache/diad).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train_cmd(config: Path, overrides: tuple[str, ...], out: Path, cache_dir: Path | None, no_progress: bool) -> None:
+    """Train the model of CONFIG.yaml (overrides: section.key=value ...) into --out; prints the result as JSON."""
+    from diad.config import load_run_config
+    from diad.pipeline import train
+
+    run_cfg = load_run_config(config, overrides)
+    result = train(run_cfg, out, cache_dir=cache_dir, progress=not no_progress)
+    click.echo(json.dumps(asdict(result), default=str, indent=1))
+
+
+def _eval_configs(checkpoint: Path, overrides: tuple[str, ...]):
+    """The checkpoint's RunConfig with data.*/eval.* overrides (model/train are fixed by the weights)."""
+    from diad.checkpoint import read_config
+    from diad.config import RunConfig, with_overrides
+    from diad.pipeline import resolve_checkpoint
+
+    bad = [o for o in overrides if not o.startswith(("data.", "eval."))]
+    if bad:
+        raise DiadError(f"override {bad[0]!r}: evaluate/predict take data.* and eval.* overrides only")
+    path = resolve_checkpoint(checkpoint)
+    return path, with_overrides(RunConfig.model_validate(read_config(path)), overrides, "override")
+
+
+def _write_metrics(out: Path, checkpoint: Path, result) -> None:
+    """metrics.json and metrics.parquet (one row per category incl. "mean"), both atomic."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from diad.io import atomic_file, atomic_write_text
+
+    doc = {"checkpoint": str(checkpoint), **asdict(result)}
+    atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1, default=str))
+    rows = [{"category": cat, "n_test_images": result.n_images.get(cat, 0), **metrics,
+             **{f"protocol.{k}": (v if isinstance(v, (int, float, str)) else json.dumps(v))
+                for k, v in result.protocol.items()},
+             "checkpoint": str(checkpoint), "eval_wall_s": result.wall_s, "recon_cached": result.recon_cached}
+            for cat, metrics in result.per_category.items()]
+    with atomic_file(out / "metrics.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+
+
+@cli.command("evaluate")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where metrics.json/.parquet go.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Reconstruction cache root.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def evaluate_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, cache_dir: Path | None,
+                 no_progress: bool) -> None:
+    """Evaluate CHECKPOINT (a checkpoint or training dir) on the test split; per-category + mean metrics."""
+    from diad.pipeline import evaluate
+
+    path, cfg = _eval_configs(checkpoint, overrides)
+    result = evaluate(path, cfg.data, cfg.eval, cache_dir=cache_dir, progress=not no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_metrics(out, path, result)
+    for cat, m in result.per_category.items():
+        click.echo(f"{cat:>12}  I-AUROC {m['image_auroc']:.3f}  P-AUROC {m['pixel_auroc']:.3f}  "
+                   f"AU-PRO {m['pixel_aupro']:.3f}  (n={result.n_images.get(cat, 0)})")
+    click.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics.parquet'} ({result.wall_s:.1f} s)")
+
+
+@cli.command("predict")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where the PNG panels go.")
+@click.option("--limit", default=16, show_default=True, help="Number of test images to draw.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Reconstruction cache root.")
+def predict_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, limit: int, cache_dir: Path | None) -> None:
+    """PNG panels (input | reconstruction | anomaly map | mask) for test images of CHECKPOINT."""
+    from diad.predict import write_panels
+
+    path, cfg = _eval_configs(checkpoint, overrides)
+    written = write_panels(path, out, cfg.data, cfg.eval, limit=limit, cache_dir=cache_dir)
+    click.echo(f"wrote {len(written)} panels to {out}")
+
+
+def main() -> None:
+    """Entry point of the `diad` script."""
+    cli(prog_name="diad")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Trainer: checkpoint round trip, exact resume, NaN stop, configs, data order, val split."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diad import checkpoint as ckpt
+from diad.config import build_run_config, config_hash, load_run_config, train_hash
+from diad.errors import DiadError
+from diad.models import build_model
+from diad.train import denoiser
+from diad.train.batches import batch_indices
+
+
+# cpu-profile structure with the narrowest channels: seconds per test on a busy 2-core machine
+TINY_MODEL = {"profile": "cpu", "variant": "diad", "ae_block_out_channels": [8, 8, 8], "hint_channels": [8, 8, 8],
+              "unet_block_out_channels": [8, 8, 8, 8], "layers_per_block": 1, "cross_attention_dim": 8,
+              "attention_heads": 1, "norm_num_groups": 4, "context_tokens": 2}
+
+
+@pytest.fixture(autouse=True)
+def diad_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIAD_CACHE", str(tmp_path / "diad_cache"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As pipeline.train does with train.num_threads: tiny convs are slower on 2 busy threads than on 1."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg(**train):
+    """64 px (the smallest size where the full DiAD variant with SFF is valid), tiny channels."""
+    return build_run_config({"model": TINY_MODEL,
+                             "train": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "lr": 1e-3,
+                                       "num_threads": 1, "keep_last": None, **train}})
+
+
+def images(n, seed):
+    return torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def run(cfg, out, **kw):
+    torch.manual_seed(cfg.train.seed)  # the same init as pipeline.train (it seeds before build_model)
+    model = build_model(cfg.model)
+    return denoiser.train_denoiser(cfg, model, images(6, 1), images(2, 2), out, torch.device("cpu"),
+                                   progress=False, **kw), model
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    net(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    path = ckpt.save_checkpoint(ckpt.step_dir(tmp_path, 7), net, {"a": 1}, 7, opt, {"loss": 0.5})
+    net2 = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    opt2 = torch.optim.AdamW(net2.parameters(), lr=0.1)
+    ckpt.load_weights(path, net2)
+    ckpt.load_optimizer(path, opt2)
+    for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"][0]["lr"] == s2["param_groups"][0]["lr"]
+    for i in s1["state"]:
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(s1["state"][i][k], s2["state"][i][k])
+    assert ckpt.read_state(path)["step"] == 7 and ckpt.read_state(path)["metrics"] == {"loss": 0.5}
+    assert ckpt.read_config(path) == {"a": 1}
+    (tmp_path / ".step-00000009.tmp-x").mkdir()  # an interrupted write is never "latest"
+    assert ckpt.latest_checkpoint(tmp_path) == path
+    h = ckpt.content_hash(path)
+    ckpt.save_checkpoint(ckpt.step_dir(tmp_path, 8), net, {"a": 1}, 8, opt)
+    assert ckpt.content_hash(ckpt.step_dir(tmp_path, 8)) == h  # same weights + config, same key
+    with pytest.raises(DiadError, match="not a diad checkpoint"):
+        ckpt.load_weights(tmp_path, net2)
+
+
+def test_batch_order_is_a_function_of_seed_and_step():
+    a = [batch_indices(10, 4, 0, s).tolist() for s in range(5)]
+    assert [batch_indices(10, 4, 0, s).tolist() for s in (3, 4)] == a[3:]  # no hidden state
+    first_epoch = sum(a, [])[:10]
+    assert sorted(first_epoch) == list(range(10))  # each epoch is a permutation
+    assert a != [batch_indices(10, 4, 1, s).tolist() for s in range(5)]
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight, model = run(tiny_cfg(steps=4), tmp_path / "a")
+    half, _ = run(tiny_cfg(steps=2), tmp_path / "b")
+    assert half.steps == 2
+    resumed, _ = run(tiny_cfg(steps=4), tmp_path / "b")
+    assert resumed.steps == 4 and resumed.checkpoint_dir.name == "step-00000004"
+    wa = load_file(str(straight.checkpoint_dir / "model.safetensors"))
+    wb = load_file(str(resumed.checkpoint_dir / "model.safetensors"))
+    w0 = build_model(tiny_cfg().model).state_dict()
+    changed = [k for k in wa if k.startswith("sg.") and not torch.equal(wa[k], w0[k])]
+    assert changed, "training changed no SG weight: the comparison below would prove nothing"
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    oa = load_file(str(straight.checkpoint_dir / "optimizer.safetensors"))
+    ob = load_file(str(resumed.checkpoint_dir / "optimizer.safetensors"))
+    assert all(torch.equal(oa[k], ob[k]) for k in oa)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    run(tiny_cfg(steps=2), tmp_path)
+    with pytest.raises(DiadError, match="different training config"):
+        run(tiny_cfg(steps=4, lr=5e-4), tmp_path)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real = denoiser.F.mse_loss
+    calls = []
+
+    def poisoned(a, b, *args, **kw):
+        loss = real(a, b, *args, **kw)
+        if "reduction" in kw:  # the validation loss
+            return loss
+        calls.append(1)
+        return loss * float("nan") if len(calls) == 3 else loss  # training step index 2
+
+    monkeypatch.setattr(denoiser.F, "mse_loss", poisoned)
+    with pytest.raises(DiadError, match=r"step 2: loss is nan .*step-00000002"):
+        run(tiny_cfg(steps=4, checkpoint_every=2), tmp_path)
+    root = tmp_path / "checkpoints"
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step-00000002"]
+    weights = load_file(str(root / "step-00000002" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_huge_lr_stops_with_a_clear_message(tmp_path):
+    # lr=1e30: step 0 throws the weights to ~1e30, step 1's loss overflows; nothing non-finite is saved
+    with pytest.raises(DiadError, match=r"step 1: loss is (nan|inf).*lower train.lr"):
+        run(tiny_cfg(steps=2, checkpoint_every=2, lr=1e30), tmp_path)
+    assert ckpt.list_checkpoints(tmp_path / "checkpoints") == []
+
+
+def test_profile_defaults_and_explicit_values(tmp_path):
+    cpu = build_run_config({"model": {"profile": "cpu"}})
+    assert cpu.data.image_size == 64 and cpu.train.steps is not None
+    paper = build_run_config({"model": {"profile": "paper"}})
+    assert paper.data.image_size == 256 and paper.train.epochs == 1000 and paper.train.lr == 1e-5
+    mine = build_run_config({"model": {"profile": "cpu"}, "train": {"epochs": 3, "lr": 0.5}})
+    assert mine.train.epochs == 3 and mine.train.steps is None and mine.train.lr == 0.5
+    assert build_run_config({"model": {"profile": "cpu", "image_size": 128}}).data.image_size == 128
+    with pytest.raises(DiadError, match="image_size"):
+        build_run_config({"data": {"image_size": 128}, "model": {"image_size": 64}})
+
+
+def test_config_errors_name_key_file_and_allowed_values(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {profile: cpu}\ntrain: {stpes: 3}\n")
+    with pytest.raises(DiadError, match=r"run.yaml: train.stpes: unknown key \(allowed: .*steps"):
+        load_run_config(path)
+    path.write_text("model: {profile: cpu}\n")
+    with pytest.raises(DiadError, match=r"eval.score_rule: .*'authors_pool'.*got 'best'"):
+        load_run_config(path, ["eval.score_rule=best"])
+    with pytest.raises(DiadError, match="expected section.key=value"):
+        load_run_config(path, ["steps=3"])
+
+
+def test_hashes_are_stable_and_split(tmp_path):
+    a = build_run_config({"model": {"profile": "cpu"}})
+    b = build_run_config({"model": {"profile": "cpu"}, "eval": {"sigma": 2.0}, "train": {"checkpoint_every": 7}})
+    assert train_hash(a) == train_hash(b)  # eval and bookkeeping fields do not change the weights
+    assert train_hash(a) != train_hash(build_run_config({"model": {"profile": "cpu"}, "train": {"lr": 1.0}}))
+    assert config_hash({"x": 1, "y": [1, 2]}) == config_hash({"y": [1, 2], "x": 1})
+
+
+def test_training_reads_only_the_train_split(tmp_path, monkeypatch):
+    """Validation images come from split_train_val over normal TRAIN images; the test split is never loaded."""
+    import diad.pipeline as pipeline
+
+    asked, real = [], pipeline.load_samples
+
+    def spy(cfg, split):
+        asked.append(split)
+        return real(cfg, split)
+
+    monkeypatch.setattr(pipeline, "load_samples", spy)
+    monkeypatch.setattr(pipeline, "train_denoiser", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
+    root = tmp_path / "synth"
+    from diad.data import write_synth_dataset
+
+    write_synth_dataset(root, ["brick"], 4, 2, 64, 0)
+    cfg = build_run_config({"data": {"root": str(root)}, "model": {"profile": "cpu"}, "train": {"ae_steps": 0}})
+    with pytest.raises(RuntimeError, match="stop"):
+        pipeline.train(cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    assert asked == ["train"]
