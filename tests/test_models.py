@@ -140,14 +140,18 @@ def test_sff_changes_the_sgeb4_gradient_at_init():
 
 
 @pytest.mark.parametrize("variant", ["ldm", "diad", "ddpm"])
-def test_frozen_parameters_get_no_gradient(variant):
-    model = tiny(variant).train()
+@pytest.mark.parametrize("sd_encoder_trainable", [False, True])
+def test_frozen_parameters_get_no_gradient(variant, sd_encoder_trainable):
+    model = tiny(variant, sd_encoder_trainable=sd_encoder_trainable).train()
     trainable = {id(p) for p in model.trainable_parameters()}
     assert trainable == {id(p) for p in model.parameters() if p.requires_grad}
     if variant != "ddpm":
         unet = model.unet
-        frozen = [unet.conv_in, unet.time_embedding, unet.down_blocks, unet.mid_block, model.vae]
-        assert all(id(p) not in trainable for m in frozen for p in m.parameters())
+        encoder_half = [unet.conv_in, unet.time_embedding, unet.down_blocks, unet.mid_block]
+        in_trainable = [id(p) in trainable for m in encoder_half for p in m.parameters()]
+        # paper: the SD encoder half is frozen; cpu profile (no pretrained SD): it trains too
+        assert all(in_trainable) if sd_encoder_trainable else not any(in_trainable)
+        assert all(id(p) not in trainable for p in model.vae.parameters())
         assert all(id(p) in trainable for p in model.unet.up_blocks.parameters())
         assert not model.vae.training  # the autoencoder stays in eval mode while training
     if model.sg is not None:

@@ -53,6 +53,8 @@ def _resume_key(cfg: RunConfig) -> dict:
 @torch.no_grad()
 def encode_all(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int = 32) -> torch.Tensor:
     """uint8 images (N,3,H,W) -> latents z0 (N,C,h,w) on `device`; the frozen encoder runs once, not every step."""
+    if len(images) == 0:  # e.g. no held-out validation images on a tiny dataset
+        return torch.empty(0, device=device)
     model.eval()
     parts = [model.encode(to_float(images[i:i + batch], device)) for i in range(0, len(images), batch)]
     return torch.cat(parts)

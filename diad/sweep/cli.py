@@ -1,0 +1,120 @@
+"""`diad-sweep`: launch, resume, status, ls and report for Ray Tune sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from diad.errors import DiadError
+
+_storage = click.option("--storage", default=None, metavar="PATH|URI",
+                        help="Sweep storage root (default $DIAD_SWEEP_STORAGE or ./runs); s3://, gs:// work too.")
+_address = click.option("--address", default=None,
+                        help="Join a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local one.")
+_dash_host = click.option("--dashboard-host", default="127.0.0.1", show_default=True,
+                          help="Interface the local dashboard binds to (0.0.0.0 exposes it; token auth stays on).")
+_no_dash = click.option("--no-dashboard", is_flag=True, help="Start the local Ray without its dashboard.")
+_num_cpus = click.option("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all).")
+
+
+def _run(fn, *args, **kwargs):
+    """Call into the library; a DiadError becomes one `error:` line and exit status 2."""
+    try:
+        return fn(*args, **kwargs)
+    except DiadError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+def _print_summary(summary: dict) -> None:
+    errors = summary.pop("errors", [])
+    click.echo(json.dumps(summary, indent=1, default=str))
+    for err in errors:
+        click.echo(f"trial error: {err}", err=True)
+
+
+@click.group()
+def main() -> None:
+    """Ablation sweeps of DiAD on Ray Tune; results land in <storage>/results as Parquet."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@_storage
+@click.option("--cache-dir", default=None, help="Checkpoint/reconstruction cache; on clusters a shared POSIX path.")
+@_address
+@_dash_host
+@_no_dash
+@_num_cpus
+@click.option("-v", "--verbose", count=True, help="More of Ray Tune's own output (-v tables, -vv everything).")
+def launch(spec, overrides, storage, cache_dir, address, dashboard_host, no_dashboard, num_cpus, verbose):
+    """Run the sweep in SPEC (YAML). OVERRIDES are key=value: train.epochs=3, profile=gpu, resources.gpu=1.
+
+    Runs that already have an "ok" result file are skipped, so relaunching an unchanged sweep is cheap.
+    """
+    from diad.sweep import runner
+
+    summary = _run(runner.launch, spec, list(overrides), storage=storage, cache_dir=cache_dir, address=address,
+                   dashboard=not no_dashboard, dashboard_host=dashboard_host, num_cpus=num_cpus, verbose=verbose)
+    _print_summary(summary)
+
+
+@main.command()
+@click.argument("run")
+@_storage
+@_address
+@_dash_host
+@_no_dash
+@_num_cpus
+def resume(run, storage, address, dashboard_host, no_dashboard, num_cpus):
+    """Continue the interrupted sweep RUN (its sweep id) from Ray Tune's saved state."""
+    from diad.sweep import runner
+
+    summary = _run(runner.resume, run, storage=storage, address=address, dashboard=not no_dashboard,
+                   dashboard_host=dashboard_host, num_cpus=num_cpus)
+    _print_summary(summary)
+
+
+@main.command()
+@click.argument("run")
+@_storage
+def status(run, storage):
+    """Finished, failed and pending runs of sweep RUN, and its cached trainings."""
+    from diad.sweep import runner
+
+    click.echo(json.dumps(_run(runner.sweep_status, run, storage=storage), indent=1))
+
+
+@main.command(name="ls")
+@_storage
+def ls(storage):
+    """List the sweeps under the storage root."""
+    from diad.sweep import runner
+
+    rows = _run(runner.list_sweeps, storage=storage)
+    click.echo(f"{'sweep':24} {'ok':>5} {'failed':>6} {'pending':>7} {'trainings':>9}")
+    for r in rows:
+        pending = "?" if r["pending"] is None else r["pending"]
+        click.echo(f"{r['sweep_id']:24} {r['ok']:>5} {r['failed']:>6} {pending:>7} {r['trainings_cached']:>9}")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--out", default=None, help="Report folder (default <storage>/reports/RUN).")
+@_storage
+def report(run, out, storage):
+    """Tables, plots and an HTML report for sweep RUN (the analysis package)."""
+    from analysis.report import main_report  # imported lazily: analysis is optional for running sweeps
+
+    from diad.sweep.runner import storage_root
+
+    click.echo(str(_run(main_report, run, out, storage_root(storage))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The Ray Tune function trainable: one trial = one grid point = train (once, cached) + evaluate + write rows.
+
+Training is cached under a content hash of the training-time config: the first trial that needs a checkpoint
+trains it while holding a file lock on the hash; the others wait on the lock and reuse it. Reconstructions are
+cached by the core per (checkpoint, T, DDIM steps, seed); a second lock keeps two trials from computing the
+same reconstructions at once, so backbone and layer axes only cost feature extraction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import resource
+import shutil
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from ray import tune
+
+from diad.io import atomic_write_text
+from diad.sweep import results
+from diad.sweep.keys import content_hash, flatten, recon_key
+from diad.sweep.plan import run_keys, validate_run
+
+DONE_FILE = "sweep-train.json"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial needs besides its own config; absolute paths (trials run in their own cwd)."""
+
+    sweep_id: str
+    storage: str  # absolute path or URI; results go to <storage>/results/
+    cache_dir: str  # absolute POSIX path on storage all workers share (file locks need it)
+    base: dict
+    arms: list[dict] = field(default_factory=list)
+    cpus: float = 1.0
+    core: str = "diad.sweep.core"
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+
+
+def trial_overrides(config: dict, ctx: SweepContext) -> dict[str, Any]:
+    """Dotted overrides of one trial: its grid point, then an Optuna-chosen arm, then sampled values."""
+    overrides = dict(config.get("point", {}).get("set", {}))
+    if "arm" in config:
+        overrides.update({k: v for k, v in ctx.arms[config["arm"]].items() if k != "name"})
+    overrides.update(config.get("sample", {}))
+    return overrides
+
+
+def _limit_threads(cpus: float) -> None:
+    """As many torch threads as CPUs reserved for the trial (more would fight the other trials)."""
+    import sys
+
+    n = str(max(1, int(cpus)))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = n
+    torch = sys.modules.get("torch")  # a core that never imports torch (the tests' fake) stays light
+    if torch is not None:
+        torch.set_num_threads(int(n))
+
+
+def _reset_peak_mem() -> None:
+    """Start this trial's peak-memory count (workers are reused across trials): VmHWM and the CUDA peak."""
+    import sys
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
+    except OSError:
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_mem_mb() -> float:
+    """Peak resident memory of this trial in MB (the GPU peak when CUDA is in use)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _restore_tune_checkpoint(out_dir: Path) -> None:
+    """A retried trial whose training dir lacks Tune's last checkpoint (a node-local disk) gets it back."""
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return
+    rel = ckpt.get_metadata().get("rel")
+    if rel is None or (out_dir / rel).exists():
+        return  # on shared storage the core resumes from its own (possibly newer) checkpoint
+    with ckpt.as_directory() as src:
+        shutil.copytree(src, out_dir / rel, dirs_exist_ok=True)
+
+
+class _Reporter:
+    """Every report carries the same keys (NaN until known): searchers and schedulers read them on each result."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] = {"train_loss": float("nan"), **{m: float("nan") for m in results.METRICS}}
+
+    def on_checkpoint(self, out_dir: Path):
+        """on_checkpoint callback for the core: hand each training checkpoint to Tune (a retry resumes from it)."""
+
+        def callback(step: int, checkpoint_dir: Path | str, metrics: dict | None = None) -> None:
+            ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
+            ckpt.set_metadata({"rel": os.path.relpath(checkpoint_dir, out_dir)})
+            numeric = {f"train_{k}": float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+            self.last.update(numeric)
+            tune.report({**self.last, "phase": "train", "step": int(step)}, checkpoint=ckpt)
+
+        return callback
+
+    def final(self, rows: list[dict], **extra: Any) -> None:
+        """The last report: the "mean" row's metrics and the trial's status."""
+        mean = next((r for r in rows if r["category"] == "mean"), rows[0])
+        self.last.update({m: mean[m] for m in results.METRICS})
+        tune.report({**self.last, "phase": "done", "status": mean["status"], "run_key": mean["run_key"], **extra})
+
+
+@contextlib.contextmanager
+def _waiting_lock(path: Path, what: str):
+    """Hold the file lock at `path`; say so when another trial holds it (the wait can be long)."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for {what}: another trial holds {path.name}", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def train_cached(core, run_cfg, train_hash: str, cache_dir: Path, reporter: _Reporter) -> tuple[dict, bool]:
+    """Train once per training config; returns (training record, reused?). Waits if another trial trains it."""
+    out_dir = cache_dir / "train" / train_hash
+    done = out_dir / DONE_FILE
+    if done.exists():
+        return json.loads(done.read_text()), True
+    (cache_dir / "locks").mkdir(parents=True, exist_ok=True)
+    with _waiting_lock(cache_dir / "locks" / f"train-{train_hash}.lock", f"training {train_hash}"):
+        if done.exists():  # another trial finished it while we waited
+            return json.loads(done.read_text()), True
+        _restore_tune_checkpoint(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "sweep-owner.txt", f"pid {os.getpid()} host {os.uname().nodename}\n")
+        res = core.train(run_cfg, out_dir, cache_dir, on_checkpoint=reporter.on_checkpoint(out_dir))
+        record = {
+            "checkpoint_rel": os.path.relpath(res.checkpoint_dir, out_dir),
+            "wall_s": float(res.wall_s), "images_per_s": float(res.images_per_s),
+            "peak_mem_mb": float(getattr(res, "peak_mem_mb", 0.0) or 0.0), "steps": int(res.steps),
+        }
+        atomic_write_text(done, json.dumps(record, indent=1))
+    return record, False
+
+
+def evaluate_locked(core, checkpoint_dir: Path, run_cfg, cfg: dict, train_hash: str, cache_dir: Path):
+    """Evaluate under a lock on the reconstruction key, so equal reconstructions are computed once."""
+    lock = cache_dir / "locks" / f"recon-{recon_key(cfg, train_hash)}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with _waiting_lock(lock, "reconstructions of the same checkpoint, T, DDIM steps and seed"):
+        return core.evaluate(checkpoint_dir, run_cfg, cache_dir)
+
+
+def run_trial(config: dict, ctx: SweepContext) -> None:
+    """Tune function trainable: train (cached), evaluate, write this trial's Parquet, report the mean metrics."""
+    _limit_threads(ctx.cpus)
+    core = importlib.import_module(ctx.core)
+    _reset_peak_mem()
+    schema = results.schema_for(core.RunConfig)
+    overrides = trial_overrides(config, ctx)
+    reporter = _Reporter()
+    info: dict[str, Any] = {
+        "git_sha": ctx.git_sha, "git_dirty": ctx.git_dirty,
+        "versions": results.package_versions(),
+    }
+    keys = {"trial_id": tune.get_context().get_trial_id() or "local", "run_key": content_hash(overrides),
+            "config_hash": None, "train_hash": None, "eval_hash": None}
+    try:
+        run_cfg = validate_run(core, ctx.base, overrides)
+    except Exception as exc:  # a sampled value the RunConfig refuses: record it, the sweep goes on
+        info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())
+        rows = results.make_rows(schema, keys, {}, None, info)
+    else:
+        keys.update(run_keys(core, run_cfg))
+        previous = results.read_rows(ctx.storage, ctx.sweep_id, run_key=keys["run_key"])
+        if previous.num_rows and "failed" not in previous.column("status").to_pylist():
+            reporter.final(previous.to_pylist(), skipped=True)  # finished before a driver restart: no new rows
+            return
+        rows = _train_and_evaluate(core, run_cfg, keys, ctx, schema, info, reporter)
+    hardware = results.hardware()  # now that the core has loaded torch (and seen the GPU, if any)
+    rows = [dict(r, hardware=hardware) for r in rows]
+    results.write_rows(ctx.storage, ctx.sweep_id, keys["run_key"], rows, schema)
+    reporter.final(rows)
+
+
+def _train_and_evaluate(core, run_cfg, keys: dict, ctx: SweepContext, schema, info: dict,
+                        reporter: _Reporter) -> list[dict]:
+    """The trial body; any exception becomes a failed row (a worker that dies is retried by Tune instead)."""
+    cache_dir = Path(ctx.cache_dir)
+    cfg = run_cfg.model_dump(mode="json")
+    _limit_threads(ctx.cpus)  # torch is loaded by now if the core uses it
+    try:
+        train, cached = train_cached(core, run_cfg, keys["train_hash"], cache_dir, reporter)
+        info.update(train_wall_s=train["wall_s"], train_images_per_s=train["images_per_s"], train_cached=cached)
+        checkpoint_dir = cache_dir / "train" / keys["train_hash"] / train["checkpoint_rel"]
+        ev = evaluate_locked(core, checkpoint_dir, run_cfg, cfg, keys["train_hash"], cache_dir)
+    except Exception as exc:
+        traceback.print_exc()
+        info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())
+        return results.make_rows(schema, keys, flatten(cfg), None, info)
+    protocol = dict(getattr(ev, "protocol", {}) or {})
+    info.update(
+        status="ok", error=None, eval_wall_s=float(ev.wall_s), eval_images_per_s=float(ev.images_per_s),
+        recon_cached=bool(getattr(ev, "recon_cached", False)), backbone_weights=protocol.get("backbone_weights"),
+        peak_mem_mb=_peak_mem_mb(),  # this trial's peak (the worker may have run earlier trials)
+        **{f"protocol.{k}": protocol.get(k) for k in results.PROTOCOL_KEYS},
+    )
+    per_category = {c: {**m, "n_test_images": getattr(ev, "n_images", {}).get(c, m.get("n_test_images"))}
+                    for c, m in ev.per_category.items()}
+    return results.make_rows(schema, keys, flatten(cfg), per_category, info)

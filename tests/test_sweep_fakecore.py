@@ -1,0 +1,126 @@
+"""A stand-in for the diad core (RunConfig, prepare, train, evaluate) that runs in milliseconds.
+
+Sweep tests point DIAD_SWEEP_CORE at this module; Ray workers import it by name (conftest puts tests/ on
+PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from) and
+`recon/computed.txt` (one line per reconstruction actually computed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from diad.errors import DiadError
+
+
+class _S(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_S):
+    format: Literal["synth", "folder"] = "synth"
+    root: str | None = None
+    image_size: int = 32
+    categories: list[str] | None = None
+
+
+class ModelConfig(_S):
+    profile: Literal["cpu", "paper"] = "cpu"
+    variant: Literal["ldm", "msg", "sgeb4", "diad"] = "diad"
+
+
+class TrainConfig(_S):
+    steps: int = 4
+    checkpoint_every: int = 2
+    lr: float = 1e-4
+    seed: int = 0
+    step_s: float = 0.02
+    kill_at_step: int | None = None  # SIGKILL the worker once at this step (worker-loss test)
+
+
+class EvalConfig(_S):
+    backbone: str = "efficientnet_lite0"
+    layers: list[int] = [1, 2, 3]
+    forward_steps: int = 1000
+    ddim_steps: int = 10
+    sigma: float = 4.0
+    seed: int = 0
+
+
+class RunConfig(_S):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def build(raw: dict, source: str) -> RunConfig:
+    """Like diad.config.build_run_config: one-line DiadError 'source: key: problem'."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise DiadError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def parts(run_cfg: RunConfig) -> tuple[dict, dict]:
+    dump = run_cfg.model_dump(mode="json")
+    return {k: dump[k] for k in ("data", "model", "train")}, {"eval": dump["eval"]}
+
+
+def prepare(run_cfg: RunConfig) -> None:
+    pass
+
+
+def train(run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None):
+    """Counts steps, checkpoints a JSON state, resumes from it; raises on a 'broken' data root."""
+    if run_cfg.data.root and "broken" in run_cfg.data.root:
+        raise OSError(f"cannot identify image file '{run_cfg.data.root}/good/000.png'")
+    ckpt = Path(out_dir) / "checkpoint"
+    state = ckpt / "state.json"
+    start = json.loads(state.read_text())["step"] if state.exists() else 0
+    with open(Path(out_dir) / "starts.txt", "a") as f:
+        f.write(f"{start}\n")
+    t0 = time.time()
+    cfg = run_cfg.train
+    for step in range(start + 1, cfg.steps + 1):
+        time.sleep(cfg.step_s)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({"step": step}))
+            if on_checkpoint:
+                on_checkpoint(step, ckpt, {"loss": 1.0 / step})
+        marker = Path(out_dir) / "killed-once"
+        if cfg.kill_at_step == step and not marker.exists():
+            marker.write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return SimpleNamespace(checkpoint_dir=ckpt, steps=cfg.steps, wall_s=time.time() - t0, images_per_s=10.0,
+                           peak_mem_mb=1.0, final_loss=1.0 / cfg.steps, val_loss=None)
+
+
+def evaluate(checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path):
+    """Scores that depend on variant and backbone; reconstructions cached per (checkpoint, T, steps, seed)."""
+    ev = run_cfg.eval
+    key = f"{Path(checkpoint_dir).parent.name}-{ev.forward_steps}-{ev.ddim_steps}-{ev.seed}"
+    recon_dir = Path(cache_dir) / "recon"
+    recon = recon_dir / key
+    cached = recon.exists()
+    if not cached:
+        recon.mkdir(parents=True)
+        with open(recon_dir / "computed.txt", "a") as f:
+            f.write(key + "\n")
+    base = {"ldm": 0.7, "msg": 0.8, "sgeb4": 0.85, "diad": 0.9}[run_cfg.model.variant]
+    base -= 0.05 * (ev.backbone != "efficientnet_lite0")
+    cats = {c: {"image_auroc": base + d, "pixel_auroc": base} for c, d in (("a", 0.01), ("b", -0.01))}
+    cats["mean"] = {"image_auroc": base, "pixel_auroc": base}
+    protocol = {"resolution": run_cfg.data.image_size, "mask_rule": "> 0", "score_rule": "max",
+                "pro_definition": "fake", "backbone_weights": "packaged"}
+    return SimpleNamespace(per_category=cats, n_images={"a": 4, "b": 4, "mean": 8}, wall_s=0.01,
+                           images_per_s=800.0, recon_cached=cached, protocol=protocol)
