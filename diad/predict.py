@@ -12,6 +12,7 @@ from diad.io import atomic_file
 from diad.pipeline import resolve_checkpoint, resolve_device, reconstruct_split, score_split
 
 TITLES = ("input", "reconstruction", "anomaly map", "mask")
+MIN_TILE = 192  # pixels: narrower images are shown enlarged so the titles and defects stay readable
 
 
 def _heat(m: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -38,11 +39,13 @@ def _pick(categories: list[str], labels: list[int], limit: int) -> list[int]:
 def panel(image: np.ndarray, recon: np.ndarray, heat: np.ndarray, mask: np.ndarray, caption: str) -> Image.Image:
     """Four (H,W,3) uint8 tiles side by side with titles and a caption line."""
     h, w = image.shape[:2]
+    zoom = max(1, -(-MIN_TILE // w))  # small (cpu-profile) images are enlarged, pixel for pixel
+    h, w = h * zoom, w * zoom
     bar = 14
     canvas = Image.new("RGB", (4 * w, h + 2 * bar), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (tile, title) in enumerate(zip((image, recon, heat, mask), TITLES)):
-        canvas.paste(Image.fromarray(tile), (k * w, bar))
+        canvas.paste(Image.fromarray(tile).resize((w, h), Image.NEAREST), (k * w, bar))
         draw.text((k * w + 2, 1), title, fill="black")
     draw.text((2, h + bar + 1), caption, fill="black")
     return canvas
