@@ -94,8 +94,10 @@ def test_killed_worker_resumes_training_from_its_checkpoint(ray_session, tmp_pat
 def test_killed_driver_then_resume_loses_and_duplicates_nothing(ray_session, tmp_path):
     import ray
 
-    cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", SMOKE, "name=smoke_driver", "--storage",
-           str(tmp_path), "--address", ray.get_runtime_context().gcs_address, "--no-dashboard"]
+    # One trial at a time and a longer training, so the kill lands mid-sweep even on a fast, idle machine.
+    cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", SMOKE, "name=smoke_driver", "max_concurrent_trials=1",
+           "train.steps=30", "--storage", str(tmp_path), "--address", ray.get_runtime_context().gcs_address,
+           "--no-dashboard"]
     driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list(tmp_path.glob("smoke_driver/*/checkpoint_*")) and time.time() < deadline:
