@@ -102,6 +102,16 @@ def test_overrides_profiles_and_their_errors(tmp_path):
     assert msg.startswith("command line (resources.tpu=1): resources.tpu: unknown key; allowed: cpu, gpu")
 
 
+def test_overriding_a_swept_key_is_refused_not_silently_replaced(tmp_path):
+    path = _write(tmp_path, SPEC)
+    with pytest.raises(DiadError, match=r"model.variant is swept by this spec's arms \(ldm, diad\)"):
+        load_spec(path, ["model.variant=bogus"])
+    with pytest.raises(DiadError, match="eval.backbone is swept by this spec's axes.eval.backbone"):
+        load_spec(path, ["eval.backbone=resnet50"])
+    spec, _ = load_spec(path, ["axes.eval.backbone=[resnet18]"])  # the axis itself may be overridden
+    assert spec.axes["eval.backbone"] == ["resnet18"]
+
+
 def test_grid_expansion_keys_and_order(tmp_path):
     spec, source = load_spec(_write(tmp_path, SPEC))
     points = grid_points(spec, source, fake)

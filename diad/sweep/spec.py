@@ -175,6 +175,18 @@ def _apply(raw: dict, source: SpecSource, overrides: dict[str, Any], origin: str
         source.origins[path] = origin
 
 
+def _refuse_swept_overrides(raw: dict, cli: dict[str, Any]) -> None:
+    """A command-line value for a key that the arms or axes set would be silently replaced per trial: refuse it."""
+    arms = [a for a in raw.get("arms") or [] if isinstance(a, dict)]
+    axes = raw.get("axes") or {}
+    for key in cli:
+        swept = [a.get("name", "?") for a in arms if key in a]
+        if swept or key in axes:
+            by = f"arms ({', '.join(map(str, swept))})" if swept else f"axes.{key}"
+            raise DiadError(f"command line: {key} is swept by this spec's {by}; change the spec "
+                            f"(or axes.{key}=[...] for an axis) instead of overriding it")
+
+
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, SpecSource]:
     """Read, profile, override and validate a sweep YAML; DiadError names file:line and the key."""
     path = Path(path)
@@ -200,6 +212,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Swe
     elif profile != "cpu":
         where = source.locate(("profile",)) if "profile" not in cli else "command line"
         raise DiadError(f"{where}: profile {profile!r} is not defined; allowed: cpu, {', '.join(profiles)}")
+    _refuse_swept_overrides(raw, cli)
     for key, value in cli.items():
         _apply(raw, source, {key: value}, f"command line ({key}={value!r})")
     try:
