@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import sys
@@ -106,14 +108,22 @@ def ls(storage):
 @main.command()
 @click.argument("run")
 @click.option("--out", default=None, help="Report folder (default <storage>/reports/RUN).")
+@click.option("--predict", "predict_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Folder of `diad predict` panels to show as a gallery.")
 @_storage
-def report(run, out, storage):
-    """Tables, plots and an HTML report for sweep RUN (the analysis package)."""
+def report(run, out, predict_dir, storage):
+    """Tables, plots and an HTML report for sweep RUN (the analysis package); works while RUN is still running."""
     from analysis.report import main_report  # imported lazily: analysis is optional for running sweeps
 
-    from diad.sweep.runner import storage_root
+    from diad.sweep.runner import storage_root, sweep_status
 
-    click.echo(str(_run(main_report, run, out, storage_root(storage))))
+    root = storage_root(storage)
+    expected = None
+    with contextlib.suppress(Exception):  # RUN may be a results path rather than a sweep id: no trial count then
+        status = sweep_status(run, root)
+        if status.get("pending") is not None:
+            expected = status["ok"] + status["failed"] + status["pending"]
+    click.echo(str(_run(main_report, run, out, root, predict_dir, expected)))
 
 
 if __name__ == "__main__":
