@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib import RESULTS_DIR, markdown_table, work_dir, write_results
+from benchlib import RESULTS_DIR, main_keeping_threads, markdown_table, work_dir, write_results
 from patchcore import DEFAULT_LAYERS, PatchCore
 
 from diad.config import PROFILE_DEFAULTS, build_run_config, train_hash
@@ -181,13 +181,7 @@ def _run(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the bench; --smoke defaults to one torch thread (two threads on a busy 2-core box run several times
-    slower) and restores the caller's thread count afterwards (the tests call this in-process)."""
-    before = torch.get_num_threads()
-    try:
-        return _run(argv)
-    finally:
-        torch.set_num_threads(before)
+    return main_keeping_threads(_run, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchlib import RESULTS_DIR, markdown_table, write_results
+from benchlib import RESULTS_DIR, main_keeping_threads, markdown_table, write_results
 
 from diad.models import build_model, make_scheduler, model_config, reconstruct
 from diad.scoring import anomaly_maps, image_scores, load_backbone
@@ -183,13 +183,7 @@ def _run(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the bench; --smoke defaults to one torch thread (two threads on a busy 2-core box run several times
-    slower) and restores the caller's thread count afterwards (the tests call this in-process)."""
-    before = torch.get_num_threads()
-    try:
-        return _run(argv)
-    finally:
-        torch.set_num_threads(before)
+    return main_keeping_threads(_run, argv)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,14 @@ def write_results(name: str, payload: dict, markdown: str, out_dir: Path = RESUL
     js = atomic_write_text(out_dir / f"{name}.json", json.dumps(payload, indent=1, default=str) + "\n")
     md = atomic_write_text(out_dir / f"{name}.md", markdown + "\n")
     return js, md
+
+
+def main_keeping_threads(run, argv=None) -> int:
+    """Call a bench's `run(argv)` and restore the caller's torch thread count afterwards: the benches set their
+    own (--threads; --smoke defaults to one, since two threads on a busy 2-core box run several times slower)
+    and the tests call them in-process."""
+    before = torch.get_num_threads()
+    try:
+        return run(argv)
+    finally:
+        torch.set_num_threads(before)

@@ -96,19 +96,22 @@ def test_killed_driver_then_resume_loses_and_duplicates_nothing(ray_session, tmp
 
     # One trial at a time and a longer training, so the kill lands mid-sweep even on a fast, idle machine.
     cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", SMOKE, "name=smoke_driver", "max_concurrent_trials=1",
-           "train.steps=30", "--storage", str(tmp_path), "--address", ray.get_runtime_context().gcs_address,
+           "train.steps=60", "--storage", str(tmp_path), "--address", ray.get_runtime_context().gcs_address,
            "--no-dashboard"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    tail = lambda: log.read_text()[-3000:]  # noqa: E731  (the driver's own words when something goes wrong)
     deadline = time.time() + 240
     while not list(tmp_path.glob("smoke_driver/*/checkpoint_*")) and time.time() < deadline:
-        assert driver.poll() is None, "the driver ended before its first checkpoint"
+        assert driver.poll() is None, "the driver ended before its first checkpoint:\n" + tail()
         time.sleep(0.5)
     time.sleep(1.0)  # let Tune snapshot its experiment state
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert len(list(tmp_path.glob("results/sweep_id=smoke_driver/*.parquet"))) < 2  # killed mid-sweep
+    assert len(list(tmp_path.glob("results/sweep_id=smoke_driver/*.parquet"))) < 2, tail()  # killed mid-sweep
     result = CliRunner().invoke(main, ["resume", "smoke_driver", "--storage", str(tmp_path), "--no-dashboard"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output + "\n--- driver before the kill ---\n" + tail()
     _no_lost_no_duplicated(_rows(tmp_path, "smoke_driver"), 2)
     status = runner.sweep_status("smoke_driver", str(tmp_path))
     assert (status["ok"], status["failed"], status["pending"]) == (2, 0, 0)

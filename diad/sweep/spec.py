@@ -180,6 +180,8 @@ def _refuse_swept_overrides(raw: dict, cli: dict[str, Any]) -> None:
     arms = [a for a in raw.get("arms") or [] if isinstance(a, dict)]
     axes = raw.get("axes") or {}
     for key in cli:
+        if key.split(".")[0] not in RUN_SECTIONS:  # e.g. `name`, `seeds`: spec keys, not per-trial values
+            continue
         swept = [a.get("name", "?") for a in arms if key in a]
         if swept or key in axes:
             by = f"arms ({', '.join(map(str, swept))})" if swept else f"axes.{key}"
