@@ -90,7 +90,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {},
         "train": {"epochs": 1000, "batch_size": 12, "lr": 1e-5, "ae_steps": 2000, "ae_lr": 1e-5,
                   "checkpoint_every": 1000},
-        "eval": {"batch_size": 8},
+        "eval": {"batch_size": 8, "sigma": 5.0},  # the paper's (and the authors' test.py) smoothing at 256 px
     },
 }
 SECTIONS = ("data", "model", "train", "eval")
