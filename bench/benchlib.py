@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from diad.io import atomic_write_text, cache_root
+from diad.machine import cpu_model
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -26,16 +27,8 @@ def work_dir(name: str) -> Path:
 
 def machine() -> dict:
     """Cores, CPU model, load average, torch threads and GPU: what a reader needs to judge the figures."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_model": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "gpu": gpu,
             "python": platform.python_version(), "torch": torch.__version__, "argv": sys.argv}
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from diad.io import atomic_file
+from diad.machine import cpu_model
 
 METRICS = (
     "image_auroc", "image_ap", "image_f1max",
@@ -132,15 +133,7 @@ def package_versions() -> str:
 
 def hardware() -> str:
     """CPU model and cores, plus the GPU name when one is visible (torch only if already imported)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu} x{os.cpu_count()}"
+    text = f"{cpu_model()} x{os.cpu_count()}"
     torch = __import__("sys").modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         text += f"; GPU {torch.cuda.get_device_name()}"
