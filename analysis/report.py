@@ -38,13 +38,13 @@ PROVENANCE = ("backbone_weights", "protocol.resolution", "protocol.mask_rule", "
 
 
 def write_report(df_or_sources: pd.DataFrame | str | Path | Iterable, out_dir: str | Path,
-                 predict_dir: str | Path | None = None, root: str | Path = "runs", title: str | None = None,
+                 predict_dir: str | Path | None = None, storage: str | Path = "runs", title: str | None = None,
                  expected_trials: int | None = None) -> Path:
     """Write `out_dir/index.html` (plus PNG, .md, .tex files) for the results; returns the page's path.
 
     `expected_trials` (the sweep's planned trial count, when the caller knows it) adds "running or pending".
     """
-    df = df_or_sources if isinstance(df_or_sources, pd.DataFrame) else load_results(df_or_sources, root)
+    df = df_or_sources if isinstance(df_or_sources, pd.DataFrame) else load_results(df_or_sources, storage)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sweeps = sorted(df["sweep_id"].dropna().unique()) if "sweep_id" in df else []
@@ -190,12 +190,12 @@ def _figures_section(df: pd.DataFrame, out: Path, predict_dir) -> str:
     return "\n".join(parts)
 
 
-def main_report(run: str, out: str | None = None, root: str = "runs", predict_dir: str | None = None,
+def main_report(run: str, out: str | None = None, storage: str = "runs", predict_dir: str | None = None,
                 expected_trials: int | None = None) -> Path:
     """What `diad-sweep report RUN [--out DIR]` calls: RUN is a sweep id or a results path.
 
-    Default output: <root>/reports/<RUN's last path component>/ (as the CLI's --out help says).
+    Default output: <storage>/reports/<RUN's last path component>/ (as the CLI's --out help says).
     """
     if out is None:
-        out = Path(root) / "reports" / Path(run).name
-    return write_report(run, out, predict_dir=predict_dir, root=root, expected_trials=expected_trials)
+        out = Path(storage) / "reports" / Path(run).name
+    return write_report(run, out, predict_dir=predict_dir, storage=storage, expected_trials=expected_trials)

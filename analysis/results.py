@@ -16,44 +16,42 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from diad.errors import DiadError
+from diad.schema import COLUMNS, CONFIG_SECTIONS, METRICS
 
 SWEEP_KEY = "sweep_id"
 
-STRING_COLUMNS = (
-    "trial_id", "run_key", "config_hash", "train_hash", "eval_hash", "category", "status", "error",
-    "backbone_weights", "git_sha", "versions", "hardware", "protocol.mask_rule", "protocol.score_rule",
-    "protocol.pro_definition", "eval.layers", SWEEP_KEY,
-)
-METRIC_COLUMNS = (
-    "image_auroc", "image_ap", "image_f1max",
-    "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy",
-)
-FLOAT_COLUMNS = METRIC_COLUMNS + (
-    "train_wall_s", "eval_wall_s", "train_images_per_s", "eval_images_per_s", "peak_mem_mb",
-)
-INT_COLUMNS = ("n_test_images", "protocol.resolution")
-BOOL_COLUMNS = ("train_cached", "recon_cached", "git_dirty")
-TIME_COLUMNS = ("finished_at",)
-CONFIG_PREFIXES = ("data.", "model.", "train.", "eval.")
+
+def _named(kind: str) -> tuple[str, ...]:
+    return tuple(c.name for c in COLUMNS if c.kind == kind)
+
+
+STRING_COLUMNS = _named("string") + ("eval.layers", SWEEP_KEY)
+METRIC_COLUMNS = METRICS
+FLOAT_COLUMNS = _named("float")
+INT_COLUMNS = _named("int")
+BOOL_COLUMNS = _named("bool")
+TIME_COLUMNS = _named("timestamp")
+CONFIG_PREFIXES = tuple(f"{s}." for s in CONFIG_SECTIONS)
 
 _HIVE = re.compile(rf"^{SWEEP_KEY}=(.+)$")
 
 
-def load_results(sources: str | Path | Iterable[str | Path], root: str | Path = "runs") -> pd.DataFrame:
-    """Rows of every result file under `sources` (files, directories or sweep ids), typed per the schema."""
+def load_results(sources: str | Path | Iterable[str | Path], storage: str | Path = "runs") -> pd.DataFrame:
+    """Rows of every result file under `sources` (files, directories or sweep ids under the sweep storage
+    root `storage`, as `diad-sweep --storage` names it), typed per the schema (diad/schema.py)."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
     files: list[Path] = []
     searched: list[str] = []
     for source in sources:
-        found, where = _resolve(source, Path(root))
+        found, where = _resolve(source, Path(storage))
         files += found
         searched.append(where)
     frames = [f for f in (_read_one(p) for p in dict.fromkeys(files)) if f is not None]
     frames = [f for f in frames if len(f)]
     if not frames:
         raise DiadError(f"no result rows found in {', '.join(searched)}: expected *.parquet files "
-                        f"(a parquet file, a results directory, or a sweep id under {root}/results)")
+                        f"(a parquet file, a results directory, or a sweep id under {storage}/results)")
     with warnings.catch_warnings():
         # Concatenating frames with all-NA columns (a running sweep's older files) warns; the union is intended.
         warnings.simplefilter("ignore", FutureWarning)

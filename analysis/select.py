@@ -22,7 +22,7 @@ _NA = "None"
 PREFERRED = {
     "eval.forward_steps": ("1000",), "eval.ddim_steps": ("10",), "eval.backbone": ("resnet50", "efficientnet_lite0"),
     "eval.layers": ("2,3,4", "1,2,3"), "eval.score_rule": ("authors_pool",), "eval.sigma": ("4.0", "5.0"),
-    "model.variant": ("diad",), "model.sff": ("in_silu",),
+    "model.variant": ("diad",), "model.sg.sff": ("in_silu",),
 }
 
 

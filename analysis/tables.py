@@ -16,10 +16,10 @@ from analysis import paper
 from analysis.results import ok_rows
 from analysis.select import as_key, describe_fixed, hold_fixed, seed_columns
 from diad.errors import DiadError
+from diad.schema import METRICS
 
 LOWER_IS_BETTER = {"train_wall_s", "eval_wall_s", "peak_mem_mb"}
-PERCENT_METRICS = {"image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max",
-                   "pixel_aupro", "pixel_pro_legacy"}
+PERCENT_METRICS = set(METRICS)  # every metric is a fraction in [0, 1], shown in percent
 
 
 def ablation_table(df: pd.DataFrame, by: str = "model.variant",

@@ -27,7 +27,7 @@ from patchcore import DEFAULT_LAYERS, PatchCore
 
 from diad.config import PROFILE_DEFAULTS, build_run_config, train_hash
 from diad.data import DataConfig, load_samples, split_train_val
-from diad.metrics import IMAGE_KEYS, PIXEL_KEYS, PRO_DEFINITION, evaluate_by_category
+from diad.metrics import IMAGE_METRICS, PIXEL_METRICS, PRO_DEFINITION, evaluate_by_category
 from diad.pipeline import evaluate, train
 from diad.scoring import load_backbone
 from diad.train import load_split
@@ -108,7 +108,7 @@ def tables(results: dict[str, dict], pixel: bool) -> str:
     """One markdown table per metric group: rows = method, columns = category x metric."""
     cats = [c for c in next(iter(results.values()))["metrics"] if c != "mean"] + ["mean"]
     out = []
-    for keys in [IMAGE_KEYS] + ([PIXEL_SHOWN] if pixel else []):
+    for keys in [IMAGE_METRICS] + ([PIXEL_SHOWN] if pixel else []):
         header = ["method"] + [f"{c} {k.replace('_', ' ')}" for c in cats for k in keys]
         rows = [[m] + [r["metrics"][c][k] for c in cats for k in keys] for m, r in results.items()]
         out.append(markdown_table(header, rows))
@@ -171,7 +171,7 @@ def _run(argv=None) -> int:
     print("\n" + md)
     name = f"quality_{args.dataset}_{args.image_size}px{args.tag}"
     payload = {"dataset": args.dataset, "image_size": args.image_size, "data_config": data_cfg.model_dump(mode="json"),
-               "pro_definition": PRO_DEFINITION, "pixel_keys": list(PIXEL_KEYS), "args": vars(args) | {"out_dir": str(out_dir)},
+               "pro_definition": PRO_DEFINITION, "pixel_keys": list(PIXEL_METRICS), "args": vars(args) | {"out_dir": str(out_dir)},
                "results": results}
     js, _ = write_results(name, payload, md, out_dir)
     print(f"wrote {js}")

@@ -137,7 +137,7 @@ def restore_rng(path: str | Path) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def content_hash(path: str | Path, length: int = 16) -> str:
+def checkpoint_key(path: str | Path, length: int = 16) -> str:
     """Hash of the weights (plus config) of a checkpoint: the key of anything derived from it."""
     path = Path(path)
     state = read_state(path)

@@ -26,8 +26,9 @@ class UserError(click.ClickException):
 
 def _one_line(exc: BaseException) -> str:
     if type(exc).__name__ == "ValidationError":  # pydantic, raised outside the config loader
-        first = exc.errors()[0]
-        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        from diad.errors import validation_error
+
+        return str(validation_error(exc, object, "config"))
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename}: file not found"
     return " ".join(str(exc).split())
@@ -92,15 +93,14 @@ def train_cmd(config: Path, overrides: tuple[str, ...], out: Path, cache_dir: Pa
 
 def _eval_configs(checkpoint: Path, overrides: tuple[str, ...]):
     """The checkpoint's RunConfig with data.*/eval.* overrides (model/train are fixed by the weights)."""
-    from diad.checkpoint import read_config
-    from diad.config import RunConfig, with_overrides
-    from diad.pipeline import resolve_checkpoint
+    from diad.config import with_overrides
+    from diad.pipeline.trained import load_run_config_of, resolve_checkpoint
 
     bad = [o for o in overrides if not o.startswith(("data.", "eval."))]
     if bad:
         raise DiadError(f"override {bad[0]!r}: evaluate/predict take data.* and eval.* overrides only")
     path = resolve_checkpoint(checkpoint)
-    return path, with_overrides(RunConfig.model_validate(read_config(path)), overrides, "override")
+    return path, with_overrides(load_run_config_of(path), overrides, "override")
 
 
 def _write_metrics(out: Path, checkpoint: Path, result) -> None:
@@ -113,9 +113,9 @@ def _write_metrics(out: Path, checkpoint: Path, result) -> None:
     doc = {"checkpoint": str(checkpoint), **asdict(result)}
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1, default=str))
     rows = [{"category": cat, "n_test_images": result.n_images.get(cat, 0), **metrics,
-             **{f"protocol.{k}": (v if isinstance(v, (int, float, str)) else json.dumps(v))
-                for k, v in result.protocol.items()},
-             "checkpoint": str(checkpoint), "eval_wall_s": result.wall_s, "recon_cached": result.recon_cached}
+             **{f"protocol.{k}": v for k, v in result.protocol.items()},
+             "checkpoint": str(checkpoint), "eval_wall_s": result.wall_s, "recon_cached": result.recon_cached,
+             "backbone_weights": result.backbone_weights}
             for cat, metrics in result.per_category.items()]
     with atomic_file(out / "metrics.parquet") as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)

@@ -1,25 +1,43 @@
-"""One run = one YAML: sections `data`, `model`, `train`, `eval`; profile defaults; content hashes."""
+"""One run = one YAML: sections `data`, `model`, `train`, `eval`; profile defaults; what each cache key covers.
+
+Torch-free: loading and validating a config never imports torch.
+"""
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from diad.data import DataConfig
-from diad.errors import DiadError
-from diad.models.config import ModelConfig, model_config
+from diad.data.config import DataConfig
+from diad.errors import DiadError, validation_error
+from diad.hashing import json_hash
+from diad.models.config import ModelConfig
+from diad.overrides import apply_overrides, deep_merge, parse_overrides
+from diad.profiles import PROFILES
+
+SECTIONS = ("data", "model", "train", "eval")
 
 
-class TrainConfig(BaseModel):
-    """Autoencoder stage + denoiser training. Set `steps` or `epochs` (optimizer steps win when both)."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class AutoencoderTrainConfig(_Strict):
+    """The autoencoder stage: L1 + perceptual + KL, trained (cpu) or fine-tuned (paper) before the denoiser."""
+
+    steps: int = Field(2000, ge=0)  # 0 = use the autoencoder as built (pretrained or random)
+    lr: float = Field(1e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    kl_weight: float = Field(1e-6, ge=0)
+    perceptual_weight: float = Field(1.0, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class TrainConfig(_Strict):
+    """Autoencoder stage + denoiser training. Set `steps` or `epochs` (optimizer steps win when both)."""
 
     steps: int | None = Field(None, ge=1)  # optimizer steps
     epochs: int | None = Field(None, ge=1)  # passes over the training images (paper: 1000)
@@ -27,12 +45,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    seed: int = 0
-    ae_steps: int = Field(2000, ge=0)  # 0 = use the autoencoder as built (pretrained or random)
-    ae_lr: float = Field(1e-5, gt=0)
-    ae_batch_size: int = Field(8, ge=1)
-    ae_kl_weight: float = Field(1e-6, ge=0)
-    ae_perceptual_weight: float = Field(1.0, ge=0)
+    seed: int = 0  # the denoiser's and the autoencoder stage's
+    autoencoder: AutoencoderTrainConfig = Field(default_factory=AutoencoderTrainConfig)
+    # runtime only (RUNTIME_FIELDS: they change neither the weights nor the metrics)
     checkpoint_every: int = Field(1000, ge=1)
     keep_last: int | None = Field(2, ge=1)  # older checkpoints are deleted; None keeps all
     val_batches: int = Field(4, ge=1)  # validation loss (at each checkpoint) over at most this many batches
@@ -42,34 +57,42 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> "TrainConfig":
         if self.steps is None and self.epochs is None:
-            raise ValueError("train: set steps or epochs")
+            raise ValueError("set steps or epochs")
         return self
 
 
-class EvalConfig(BaseModel):
-    """Reconstruction (T, DDIM steps) and anomaly scoring (backbone, layers, smoothing, score rule)."""
+class ReconConfig(_Strict):
+    """How test images are reconstructed. Every field here (and only these) shapes the reconstruction
+    cache entry, so an eval option that changes reconstructions is added here and nowhere else."""
 
-    model_config = ConfigDict(extra="forbid")
+    forward_steps: int = Field(1000, ge=1, le=1000)  # T: noise the latent to step T (t = T-1)
+    ddim_steps: int = Field(10, ge=1)
+    seed: int = 0  # the forward-noise seed (one generator per image)
+
+
+class EvalConfig(ReconConfig):
+    """Reconstruction (the ReconConfig fields, flat: eval.forward_steps, ...) and anomaly scoring."""
 
     backbone: str = "efficientnet_lite0"
     backbone_weights: Path | None = None  # local weights file; None = packaged/cached default
     allow_random_backbone: bool = False  # random weights only when asked for (recorded in results)
     layers: list[int] = Field(default_factory=lambda: [1, 2, 3])
-    forward_steps: int = Field(1000, ge=1, le=1000)  # T: noise the latent to step T (t = T-1)
-    ddim_steps: int = Field(10, ge=1)
     sigma: float = Field(4.0, ge=0)
     score_rule: Literal["authors_pool", "max", "topk_mean"] = "authors_pool"
     topk: float | int = Field(0.01, gt=0)  # topk_mean: a fraction of the pixels (float) or a count (int)
+    # runtime only
     batch_size: int = Field(8, ge=1)
-    seed: int = 0
     num_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None = torch default
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @property
+    def recon(self) -> ReconConfig:
+        """The reconstruction settings alone (the reconstruction cache key covers exactly these)."""
+        return ReconConfig(**{name: getattr(self, name) for name in ReconConfig.model_fields})
 
-class RunConfig(BaseModel):
+
+class RunConfig(_Strict):
     """Everything one training + evaluation run needs."""
-
-    model_config = ConfigDict(extra="forbid")
 
     data: DataConfig
     model: ModelConfig
@@ -77,121 +100,52 @@ class RunConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
-# Defaults per profile: applied under the user's values, so an explicit value always wins.
-PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu": {
-        "data": {},
-        "train": {"steps": 600, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0,
-                  "ae_steps": 200, "ae_lr": 2e-3, "ae_batch_size": 8, "ae_kl_weight": 1e-6,
-                  "ae_perceptual_weight": 0.1, "checkpoint_every": 200, "val_batches": 2},
-        "eval": {"batch_size": 16},
-    },
-    "paper": {
-        "data": {},
-        "train": {"epochs": 1000, "batch_size": 12, "lr": 1e-5, "ae_steps": 2000, "ae_lr": 1e-5,
-                  "checkpoint_every": 1000},
-        "eval": {"batch_size": 8, "sigma": 5.0},  # the paper's (and the authors' test.py) smoothing at 256 px
-    },
-}
-SECTIONS = ("data", "model", "train", "eval")
-# Fields that change neither the trained weights nor the metrics (left out of the content hashes).
-_NOT_HASHED = {"train": {"checkpoint_every", "keep_last", "num_threads", "device", "val_batches"},
-               "eval": {"batch_size", "num_threads", "device"}}
+# Fields that change neither the trained weights nor the metrics: left out of every content hash.
+RUNTIME_FIELDS = {"train": {"checkpoint_every", "keep_last", "num_threads", "device", "val_batches"},
+                  "eval": {"batch_size", "num_threads", "device"}}
 
 
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _allowed_fields(loc: tuple) -> list[str]:
-    """Field names allowed at the parent of `loc` (for 'did you mean' style messages)."""
-    cls: Any = RunConfig
-    for part in loc[:-1]:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        cls = field.annotation
-    return sorted(getattr(cls, "model_fields", {}))
-
-
-def _one_line(err: ValidationError, source: str, prefix: tuple = ()) -> DiadError:
-    """The first pydantic error as one line naming the key, the file and what is allowed."""
-    first = err.errors()[0]
-    loc = prefix + tuple(str(p) for p in first["loc"])
-    key = ".".join(loc) or "<root>"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = f"unknown key (allowed: {', '.join(_allowed_fields(loc))})"
-    elif "input" in first and not isinstance(first["input"], dict):
-        msg = f"{msg} (got {first['input']!r})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return DiadError(f"{source}: {key}: {msg}{more}")
-
-
-def _one_image_size(merged: dict, model_raw: dict, data_raw: dict, source: str) -> None:
+def _one_image_size(model_raw: dict, data_raw: dict, source: str) -> None:
     """data.image_size and model.image_size are one value: either may be given; both must then agree."""
     d, m = data_raw.get("image_size"), model_raw.get("image_size")
     if d is not None and m is not None and d != m:
-        raise DiadError(f"{source}: data.image_size={d} but model.image_size={m}; give one of them")
+        raise DiadError(f"{source}: data.image_size={d} but model.image_size={m}; give one of them",
+                        key="data.image_size")
     if d is not None:
         model_raw["image_size"] = d
-    merged.setdefault("data", {})
 
 
 def build_run_config(raw: dict, source: str = "<config>") -> RunConfig:
-    """Raw nested dict -> RunConfig: profile defaults under the user's values, variant presets via model_config."""
+    """Raw nested dict -> RunConfig: profile defaults under the user's values, variant switches via ModelConfig."""
     if not isinstance(raw, dict):
         raise DiadError(f"{source}: expected a mapping with sections {', '.join(SECTIONS)}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise DiadError(f"{source}: unknown section {unknown[0]!r} (allowed: {', '.join(SECTIONS)})")
+        raise DiadError(f"{source}: unknown section {unknown[0]!r} (allowed: {', '.join(SECTIONS)})", key=unknown[0])
     for section in SECTIONS:
         if raw.get(section) is not None and not isinstance(raw[section], dict):
-            raise DiadError(f"{source}: section {section!r} must be a mapping, got {raw[section]!r}")
+            raise DiadError(f"{source}: section {section!r} must be a mapping, got {raw[section]!r}", key=section)
     raw = {k: (v or {}) for k, v in raw.items()}
     model_raw = dict(raw.get("model", {}))
-    profile = model_raw.pop("profile", ModelConfig.model_fields["profile"].default)
-    if profile not in PROFILE_DEFAULTS:
-        raise DiadError(f"{source}: model.profile: {profile!r} is not one of {', '.join(PROFILE_DEFAULTS)}")
-    defaults = copy.deepcopy(PROFILE_DEFAULTS[profile])
+    profile = model_raw.get("profile", ModelConfig.model_fields["profile"].default)
+    if profile not in PROFILES:
+        raise DiadError(f"{source}: model.profile: {profile!r} is not one of {', '.join(PROFILES)}",
+                        key="model.profile")
+    defaults = {k: v for k, v in PROFILES[profile].items() if k != "model"}  # ModelConfig fills its own
     if {"steps", "epochs"} & set(raw.get("train", {})):
         # the user chose how long to train: the profile's length (steps or epochs) must not override it
-        defaults["train"].pop("steps", None), defaults["train"].pop("epochs", None)
-    merged = _deep_merge(defaults, {k: v for k, v in raw.items() if k != "model"})
-    _one_image_size(merged, model_raw, raw.get("data", {}), source)
+        defaults["train"] = {k: v for k, v in defaults["train"].items() if k not in ("steps", "epochs")}
+    merged = deep_merge(defaults, {k: v for k, v in raw.items() if k != "model"})
+    _one_image_size(model_raw, raw.get("data", {}), source)
     try:
-        model = model_config(profile, model_raw.pop("variant", "diad"), **model_raw)
+        model = ModelConfig.model_validate(model_raw)
     except ValidationError as e:
-        raise _one_line(e, source, ("model",)) from None
-    except DiadError as e:
-        msg = str(e).replace("model.model: ", "model: ").replace("Value error, ", "")
-        raise DiadError(f"{source}: {msg}") from None
-    merged["data"]["image_size"] = model.image_size
+        raise validation_error(e, ModelConfig, source, prefix=("model",)) from None
+    data = {**merged.get("data", {}), "image_size": model.image_size}
     try:
-        return RunConfig(model=model, **{k: merged.get(k, {}) for k in ("data", "train", "eval")})
+        return RunConfig(model=model, data=data, **{k: merged.get(k, {}) for k in ("train", "eval")})
     except ValidationError as e:
-        raise _one_line(e, source) from None
-
-
-def parse_overrides(overrides: Iterable[str]) -> dict:
-    """["train.steps=10", "eval.layers=[1,2]"] -> nested dict (values parsed as YAML scalars/lists)."""
-    out: dict = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or len(parts) < 2 or not all(parts):
-            raise DiadError(f"override {item!r}: expected section.key=value, e.g. train.steps=100")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-    return out
+        raise validation_error(e, RunConfig, source) from None
 
 
 def load_run_config(yaml_path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
@@ -203,46 +157,51 @@ def load_run_config(yaml_path: str | Path, overrides: Iterable[str] = ()) -> Run
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise DiadError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return build_run_config(_deep_merge(raw, parse_overrides(overrides)) if isinstance(raw, dict) else raw,
-                            str(path))
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, parse_overrides(overrides))
+    return build_run_config(raw, str(path))
 
 
 def with_overrides(cfg: RunConfig, overrides: Iterable[str], source: str = "override") -> RunConfig:
     """A copy of `cfg` with `section.key=value` overrides applied and validated."""
-    raw = _deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
-    return build_run_config(raw, source)
+    return build_run_config(apply_overrides(cfg.model_dump(mode="json"), parse_overrides(overrides)), source)
 
 
-def canonical_json(obj: Any) -> str:
-    """Sorted-key compact JSON: the same config always gives the same bytes."""
-    if isinstance(obj, BaseModel):
-        obj = obj.model_dump(mode="json")
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+# ---- what each artifact depends on (its cache key covers exactly this) ---------------------------------
 
-
-def config_hash(obj: Any, length: int = 16) -> str:
-    """Stable content hash (sha256 prefix) of a pydantic model or JSON-able value."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
-
-
-def _section(cfg: RunConfig, name: str) -> dict:
-    dump = getattr(cfg, name).model_dump(mode="json")
-    return {k: v for k, v in dump.items() if k not in _NOT_HASHED.get(name, set())}
+def _without_runtime(section: str, dump: dict) -> dict:
+    return {k: v for k, v in dump.items() if k not in RUNTIME_FIELDS.get(section, set())}
 
 
 def training_part(cfg: RunConfig) -> dict:
-    """The config values that determine the trained weights (data + model + train)."""
-    return {name: _section(cfg, name) for name in ("data", "model", "train")}
+    """What the trained denoiser checkpoint depends on: data + model + train (runtime fields left out)."""
+    return {name: _without_runtime(name, getattr(cfg, name).model_dump(mode="json"))
+            for name in ("data", "model", "train")}
 
 
 def evaluation_part(cfg: RunConfig) -> dict:
-    """The config values that determine the metrics of a given checkpoint (eval)."""
-    return {"eval": _section(cfg, "eval")}
+    """What the metrics of a given checkpoint depend on besides the checkpoint: eval (runtime left out)."""
+    return {"eval": _without_runtime("eval", cfg.eval.model_dump(mode="json"))}
+
+
+def autoencoder_part(cfg: RunConfig) -> dict:
+    """What the trained autoencoder depends on: the training data, model.autoencoder (+ image size and
+    pretrained weights it starts from) and the autoencoder stage's training settings."""
+    m = cfg.model
+    return {"data": cfg.data.model_dump(mode="json"),
+            "model": {"image_size": m.image_size, "pretrained_dir": str(m.pretrained_dir) if m.pretrained_dir else None,
+                      "autoencoder": m.autoencoder.model_dump(mode="json")},
+            "train": {"seed": cfg.train.seed, "autoencoder": cfg.train.autoencoder.model_dump(mode="json")}}
+
+
+def eval_data_part(data_cfg: DataConfig) -> dict:
+    """The data fields that decide which test images are reconstructed, and how they look."""
+    return {k: v for k, v in data_cfg.model_dump(mode="json").items() if k != "val_fraction"}
 
 
 def train_hash(cfg: RunConfig) -> str:
-    return config_hash(training_part(cfg))
+    return json_hash(training_part(cfg))
 
 
 def eval_hash(cfg: RunConfig) -> str:
-    return config_hash(evaluation_part(cfg))
+    return json_hash(evaluation_part(cfg))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from diad.config import EvalConfig
 from diad.data import DataConfig
 from diad.io import atomic_file
 from diad.pipeline import resolve_checkpoint, resolve_device, reconstruct_split, score_split
@@ -51,21 +52,22 @@ def panel(image: np.ndarray, recon: np.ndarray, heat: np.ndarray, mask: np.ndarr
     return canvas
 
 
-def write_panels(checkpoint_dir: str | Path, out_dir: str | Path, data_cfg: DataConfig, eval_cfg,
+def write_panels(checkpoint_dir: str | Path, out_dir: str | Path, data_cfg: DataConfig, eval_cfg: EvalConfig,
                  limit: int = 16, cache_dir: str | Path | None = None) -> list[Path]:
     """Write up to `limit` panels to out_dir; the reconstructions are the (cached) ones `evaluate` scores."""
     checkpoint_dir, out_dir = resolve_checkpoint(checkpoint_dir), Path(out_dir)
-    split, recons, _ = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.forward_steps, eval_cfg.ddim_steps,
-                                         eval_cfg.seed, cache_dir, eval_cfg.batch_size, eval_cfg.device)
+    split, recons, _ = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.recon, cache_dir, eval_cfg.batch_size,
+                                         eval_cfg.device)
     maps, scores, _ = score_split(split, recons, eval_cfg, resolve_device(eval_cfg.device))
     lo, hi = float(maps.min()), float(maps.max())
     written = []
-    for i in _pick(split["categories"], split["labels"], limit):
-        img = split["images"][i].permute(1, 2, 0).numpy()
+    for i in _pick(split.categories, split.labels, limit):
+        img = split.images[i].permute(1, 2, 0).numpy()
         rec = recons[i].permute(1, 2, 0).numpy()
-        mask = np.repeat(split["masks"][i].numpy()[..., None] * 255, 3, axis=2).astype(np.uint8)
-        name = f"{split['categories'][i]}_{i:04d}_{'anomalous' if split['labels'][i] else 'normal'}.png"
-        caption = f"{split['categories'][i]} label={split['labels'][i]} score={scores[i]:.4f}"
+        mask = np.repeat(split.masks[i].numpy()[..., None] * 255, 3, axis=2).astype(np.uint8)
+        category, label = split.categories[i], split.labels[i]
+        name = f"{category}_{i:04d}_{'anomalous' if label else 'normal'}.png"
+        caption = f"{category} label={label} score={scores[i]:.4f}"
         with atomic_file(out_dir / name) as tmp:
             panel(img, rec, _heat(maps[i], lo, hi), mask, caption).save(tmp, format="PNG")
         written.append(out_dir / name)

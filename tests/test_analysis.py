@@ -31,8 +31,8 @@ def _config(variant="diad", seed=0, T=1000, ddim=10, backbone="resnet50", layers
     middle, levels, sff = SWITCHES[variant]
     return {"data.format": "synth", "data.image_size": 64,
             "data.split_seed": None if seed == 0 else 7,  # a seed column with nulls (NaN after loading)
-            "model.pretrained_dir": None, "model.variant": variant, "model.sg_middle": middle,
-            "model.sg_levels": levels, "model.sff": sff, "train.steps": 10, "train.seed": seed,
+            "model.pretrained_dir": None, "model.variant": variant, "model.sg.middle": middle,
+            "model.sg.levels": levels, "model.sg.sff": sff, "train.steps": 10, "train.seed": seed,
             "eval.backbone": backbone, "eval.layers": layers, "eval.forward_steps": T, "eval.ddim_steps": ddim,
             "eval.sigma": 4.0, "eval.seed": 0}
 
@@ -91,7 +91,7 @@ def runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def df(runs) -> pd.DataFrame:
-    return load_results(["s1", "s2"], root=runs)
+    return load_results(["s1", "s2"], storage=runs)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_load_results_types_and_sweep_ids(df, runs):
     assert isinstance(df["category"].dtype, pd.StringDtype) and isinstance(df["status"].dtype, pd.StringDtype)
     assert str(df["n_test_images"].dtype) == "Int64" and str(df["train_cached"].dtype) == "boolean"
     assert str(df["finished_at"].dt.tz) == "UTC"
-    assert set(df["model.sg_levels"]) == {"", "sgeb3", "sgeb3,sgeb4"}  # list column as text
+    assert set(df["model.sg.levels"]) == {"", "sgeb3", "sgeb3,sgeb4"}  # list column as text
     assert df.loc[df["trial_id"] == "t001", "peak_mem_mb"].isna().all()  # file without the column
     assert (df["peak_mem_mb"] == 900.0).sum() == len(df) - 3
     same = load_results(runs / "results")
@@ -130,12 +130,12 @@ def test_load_results_types_and_sweep_ids(df, runs):
 def test_sweep_id_wins_over_a_same_named_local_folder(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s2").mkdir()  # an unrelated folder named like the sweep, in the working directory
-    assert set(load_results("s2", root=runs)["sweep_id"]) == {"s2"}
+    assert set(load_results("s2", storage=runs)["sweep_id"]) == {"s2"}
 
 
 def test_load_results_errors_name_the_place(runs, tmp_path):
     with pytest.raises(DiadError, match="sweep_id=nope"):
-        load_results("nope", root=runs)
+        load_results("nope", storage=runs)
     with pytest.raises(DiadError, match="missing.parquet.*no such file or directory"):
         load_results(tmp_path / "missing.parquet")
     (tmp_path / "empty").mkdir()
@@ -279,7 +279,7 @@ class _Images(HTMLParser):
 REPORT_SCRIPT = """
 import sys
 from analysis.report import main_report
-page = main_report("s1", root=sys.argv[1], predict_dir=sys.argv[2])
+page = main_report("s1", storage=sys.argv[1], predict_dir=sys.argv[2])
 print("PAGE", page)
 print("HEAVY", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ray")))
 """

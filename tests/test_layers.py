@@ -14,7 +14,11 @@ def _modules_after(code: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("module", ["diad.data", "diad.metrics", "diad.models", "diad.scoring", "diad.pipeline", "diad.cli"])
+CORE = ["diad.data.load", "diad.metrics.evaluate", "diad.models.diad_model", "diad.scoring.backbones",
+        "diad.pipeline.training", "diad.pipeline.evaluation", "diad.predict", "diad.cli"]
+
+
+@pytest.mark.parametrize("module", CORE)
 def test_core_imports_no_ray_or_pandas(module):
     mods = _modules_after(f"import {module}")
     assert "ray" not in mods and "pandas" not in mods, module
@@ -23,3 +27,16 @@ def test_core_imports_no_ray_or_pandas(module):
 def test_analysis_imports_no_torch_or_ray():
     mods = _modules_after("import analysis, analysis.tables, analysis.plots, analysis.report")
     assert "torch" not in mods and "ray" not in mods
+
+
+@pytest.mark.parametrize("module", ["diad.config", "diad.schema", "diad.overrides", "diad.models", "diad.pipeline",
+                                    "diad.sweep.spec", "diad.sweep.layout", "diad.pipeline.records"])
+def test_configs_schema_and_packages_load_without_torch(module):
+    """Cheap imports: configs, the schema and package namespaces load in well under a second (torch is lazy)."""
+    assert "torch" not in _modules_after(f"import {module}"), module
+
+
+def test_sweep_layer_never_imports_analysis():
+    """`diad-sweep report` is a plugin command (entry point), so the sweep CLI does not import analysis."""
+    mods = _modules_after("import diad.sweep.cli, diad.sweep.runner, diad.sweep.trainable")
+    assert not any(m == "analysis" or m.startswith("analysis.") for m in mods)

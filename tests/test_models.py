@@ -9,21 +9,17 @@ from diffusers import UNet2DConditionModel
 
 from diad.errors import DiadError
 from diad.models import VARIANTS, build_model, ddim_timesteps, make_scheduler, model_config, reconstruct
-from diad.models.reconstruct import ddim_step
+from diad.models.ddim import ddim_step
 from diad.models.sg import level_indices
 
 # 32 px, x2 autoencoder -> 16x16 latent; 4 UNet levels -> SGEB4 at 2x2 (the smallest SFF allows).
 TINY = dict(
     image_size=32,
-    ae_block_out_channels=[8, 8],
-    ae_layers_per_block=1,
-    unet_block_out_channels=[8, 8, 8, 8],
-    cross_attention_dim=8,
-    attention_heads=1,
-    norm_num_groups=4,
-    context_tokens=2,
-    hint_channels=[4, 8],
-    pixel_block_out_channels=[8, 8, 8, 8],
+    autoencoder={"block_out_channels": [8, 8], "layers_per_block": 1, "norm_num_groups": 4},
+    unet={"block_out_channels": [8, 8, 8, 8], "cross_attention_dim": 8, "attention_heads": 1, "norm_num_groups": 4,
+          "context_tokens": 2},
+    sg={"hint_channels": [4, 8]},
+    pixel_unet={"block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4},
 )
 SG_VARIANTS = [v for v in VARIANTS if v not in ("ldm", "ddpm")]
 
@@ -38,8 +34,11 @@ def one_thread():
 
 
 def tiny(variant: str, seed: int = 0, **overrides):
+    """A tiny model; overrides are nested like TINY (e.g. unet={"encoder_trainable": False})."""
+    from diad.overrides import deep_merge
+
     torch.manual_seed(seed)
-    return build_model(model_config("cpu", variant, **{**TINY, **overrides}))
+    return build_model(model_config("cpu", variant, **deep_merge(TINY, overrides)))
 
 
 def images(n: int, seed: int = 1) -> torch.Tensor:
@@ -142,7 +141,7 @@ def test_sff_changes_the_sgeb4_gradient_at_init():
 @pytest.mark.parametrize("variant", ["ldm", "diad", "ddpm"])
 @pytest.mark.parametrize("sd_encoder_trainable", [False, True])
 def test_frozen_parameters_get_no_gradient(variant, sd_encoder_trainable):
-    model = tiny(variant, sd_encoder_trainable=sd_encoder_trainable).train()
+    model = tiny(variant, unet={"encoder_trainable": sd_encoder_trainable}).train()
     trainable = {id(p) for p in model.trainable_parameters()}
     assert trainable == {id(p) for p in model.parameters() if p.requires_grad}
     if variant != "ddpm":
@@ -210,10 +209,11 @@ def test_sgeb_levels_are_outputs_9_to_11_and_6_to_8_for_sd_shape():
 
 def test_config_variant_fills_switches_and_user_values_win():
     cfg = model_config("cpu", "sgeb4")
-    assert (cfg.sg_middle, cfg.sg_levels, cfg.sff) == (True, ["sgeb4"], "none")
-    assert model_config("cpu", "diad", sff="bn_relu").sff == "bn_relu"
-    assert model_config("paper", "diad").unet_block_out_channels == [320, 640, 1280, 1280]
-    assert model_config("cpu", "ldm").uses_sg is False
+    assert (cfg.sg.middle, cfg.sg.levels, cfg.sg.sff) == (True, ["sgeb4"], "none")
+    assert model_config("cpu", "diad", sg={"sff": "bn_relu"}).sg.sff == "bn_relu"
+    assert model_config("cpu", "diad", sg={"sff": "bn_relu"}).sg.hint_channels == [8, 16, 32]  # profile kept
+    assert model_config("paper", "diad").unet.block_out_channels == [320, 640, 1280, 1280]
+    assert model_config("cpu", "ldm").sg.enabled is False
 
 
 @pytest.mark.parametrize(
@@ -221,8 +221,10 @@ def test_config_variant_fills_switches_and_user_values_win():
     [
         ({"variant": "nope"}, "variant"),
         ({"typo_field": 1}, "typo_field"),
-        ({"variant": "diad", "sg_levels": ["sgeb3"]}, "sgeb4"),
-        ({"variant": "ddpm", "sg_middle": True}, "ddpm"),
+        ({"variant": "diad", "sg": {"levels": ["sgeb3"]}}, "sgeb4"),
+        ({"variant": "ddpm", "sg": {"middle": True}}, "ddpm"),
+        ({"sg": {"sff": "gn_gelu"}}, "model.sg.sff"),  # an unknown SFF kind is refused, not turned into BN+ReLU
+        ({"unet": {"typo": 1}}, "model.unet.typo: unknown key; allowed: block_out_channels"),
     ],
 )
 def test_config_errors_name_the_field(kwargs, match):
@@ -247,7 +249,7 @@ def test_pretrained_dir_is_loaded_and_checked(tmp_path):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert torch.equal(model.context, torch.full((2, 8), 0.5))
     with pytest.raises(DiadError, match="block_out_channels"):
-        tiny("diad", pretrained_dir=tmp_path, unet_block_out_channels=[8, 8, 8, 16])
+        tiny("diad", pretrained_dir=tmp_path, unet={"block_out_channels": [8, 8, 8, 16]})
 
 
 def test_estimate_latent_scale_gives_unit_std_latents():

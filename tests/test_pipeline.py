@@ -12,7 +12,8 @@ from diad import pipeline
 from diad.cli import cli
 from diad.config import build_run_config
 from diad.data import write_synth_dataset
-from diad.metrics import IMAGE_KEYS, PIXEL_KEYS
+from diad.metrics import IMAGE_METRICS, PIXEL_METRICS
+from diad.pipeline.reconstruction import reconstruct_images
 from test_train import TINY_MODEL
 
 
@@ -31,7 +32,7 @@ def trained(tmp_path_factory, diad_cache):
     tmp = tmp_path_factory.mktemp("pipe")
     root = write_synth_dataset(tmp / "synth", ["brick", "elpv_mono"], 6, 4, 64, 0)
     cfg = build_run_config({"data": {"root": str(root), "val_fraction": 0.2}, "model": TINY_MODEL,
-                            "train": {"steps": 2, "batch_size": 2, "ae_steps": 2, "ae_batch_size": 2,
+                            "train": {"steps": 2, "batch_size": 2, "autoencoder": {"steps": 2, "batch_size": 2},
                                       "checkpoint_every": 1, "num_threads": 1},
                             "eval": {"ddim_steps": 2, "batch_size": 3}})
     seen = []
@@ -68,10 +69,10 @@ def test_evaluate_metrics_and_reconstruction_cache(trained):
     assert set(first.per_category) == {"brick", "elpv_mono", "mean"}
     assert first.n_images == {"brick": 4, "elpv_mono": 4, "mean": 8}
     for metrics in first.per_category.values():
-        assert set(IMAGE_KEYS + PIXEL_KEYS) <= set(metrics)
+        assert set(IMAGE_METRICS + PIXEL_METRICS) <= set(metrics)
         assert all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
     p = first.protocol
-    assert p["resolution"] == 64 and p["score_rule"] == "authors_pool" and p["backbone_weights"] == "packaged"
+    assert p["resolution"] == 64 and p["score_rule"] == "authors_pool" and first.backbone_weights == "packaged"
     assert p["mask_rule"] and p["pro_definition"]
     # a second evaluation reuses the reconstructions; another eval batch size does not change them
     eval2 = cfg.eval.model_copy(update={"batch_size": 8})
@@ -86,8 +87,9 @@ def test_reconstruction_does_not_depend_on_batch_size(trained):
     model, cfg = pipeline.load_trained(result.checkpoint_dir)
     x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     keys = ["a", "b", "c"]
-    one = pipeline._reconstruct_all(model, x, keys, 1000, 2, 0, 1, torch.device("cpu"), False)
-    three = pipeline._reconstruct_all(model, x, keys, 1000, 2, 0, 3, torch.device("cpu"), False)
+    recon = cfg.eval.recon.model_copy(update={"forward_steps": 1000, "ddim_steps": 2})
+    one = reconstruct_images(model, x, keys, recon, 1, torch.device("cpu"))
+    three = reconstruct_images(model, x, keys, recon, 3, torch.device("cpu"))
     assert (one.int() - three.int()).abs().max() <= 1  # uint8 rounding of float noise across batch shapes
 
 

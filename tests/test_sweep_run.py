@@ -7,6 +7,9 @@ import pandas as pd
 import pytest
 
 from diad.sweep import runner
+from fake_backend import FakeBackend
+
+FAKE = FakeBackend()
 
 SPEC = """\
 name: fake
@@ -26,7 +29,6 @@ max_failures: 2
 @pytest.fixture
 def fake_sweep(tmp_path, monkeypatch, ray_session):
     """Write a spec for the fake core; returns (spec path, storage)."""
-    monkeypatch.setenv("DIAD_SWEEP_CORE", "test_sweep_fakecore")
 
     def make(text=SPEC):
         path = tmp_path / "fake.yaml"
@@ -46,7 +48,7 @@ def _lines(path):
 
 def test_train_once_evaluate_many_then_relaunch_skips(fake_sweep):
     spec, storage = fake_sweep()
-    summary = runner.launch(spec, storage=storage, dashboard=False)
+    summary = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert summary["points"] == 4 and summary["trainings"] == 2 and summary["errored"] == 0
     df = _rows(storage)
     assert len(df) == 4 * 3 and set(df["category"]) == {"a", "b", "mean"} and (df["status"] == "ok").all()
@@ -59,7 +61,7 @@ def test_train_once_evaluate_many_then_relaunch_skips(fake_sweep):
     assert df["train_cached"].sum() == 2 * 3 and df["recon_cached"].sum() == 2 * 3
     assert df["sweep_id"].astype(str).eq("fake").all() and df["run_key"].nunique() == 4
     assert df["config_hash"].nunique() == 4 and df["git_sha"].notna().all()
-    again = runner.launch(spec, storage=storage, dashboard=False)
+    again = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert again["ran"] == 0 and len(_rows(storage)) == 12  # nothing re-run, no duplicated rows
     status = runner.sweep_status("fake", storage)
     assert (status["ok"], status["failed"], status["pending"], status["trainings_cached"]) == (4, 0, 0, 2)
@@ -68,7 +70,7 @@ def test_train_once_evaluate_many_then_relaunch_skips(fake_sweep):
 def test_a_raising_trial_is_recorded_and_the_rest_go_on(fake_sweep):
     text = SPEC.replace("- {name: ldm, model.variant: ldm}", "- {name: bad, model.variant: ldm, data.root: /x/broken}")
     spec, storage = fake_sweep(text)
-    summary = runner.launch(spec, storage=storage, dashboard=False)
+    summary = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert summary["errored"] == 0  # recorded as failed rows, not Tune errors (no pointless retries)
     df = _rows(storage)
     failed = df[df["status"] == "failed"]
@@ -82,7 +84,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(fake_sweep):
     text = SPEC.replace("train: {steps: 4, checkpoint_every: 2}", "train: {steps: 6, checkpoint_every: 2, kill_at_step: 3}")
     text = text.replace("  eval.backbone: [efficientnet_lite0, resnet18]", "  eval.backbone: [efficientnet_lite0]")
     spec, storage = fake_sweep(text)
-    summary = runner.launch(spec, storage=storage, dashboard=False)
+    summary = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert summary["errored"] == 0
     df = _rows(storage)
     assert len(df) == 2 * 3 and (df["status"] == "ok").all()
@@ -101,7 +103,7 @@ def test_optuna_search_with_asha_samples_configs(fake_sweep):
         resources: {cpu: 1}
         """)
     spec, storage = fake_sweep(text)
-    summary = runner.launch(spec, storage=storage, dashboard=False)
+    summary = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert summary["ran"] == 3 and summary["errored"] == 0
     df = _rows(storage)
     mean = df[df["category"] == "mean"]
@@ -115,7 +117,7 @@ def test_status_and_ls_commands(fake_sweep):
     from diad.sweep.cli import main
 
     spec, storage = fake_sweep(SPEC.replace("  eval.backbone: [efficientnet_lite0, resnet18]", "  eval.backbone: [resnet18]"))
-    runner.launch(spec, storage=storage, dashboard=False)
+    runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     out = CliRunner().invoke(main, ["ls", "--storage", storage]).output
     assert out.splitlines()[1].split() == ["fake", "2", "0", "0", "2"]
     out = CliRunner().invoke(main, ["status", "fake", "--storage", storage]).output

@@ -82,8 +82,10 @@ def test_unreadable_image_fails_its_trial_and_the_rest_go_on(smoke_storage, tmp_
 
 
 def test_killed_worker_resumes_training_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
-    monkeypatch.setenv("DIAD_SWEEP_CORE", "test_sweep_killcore")
-    summary = runner.launch(SMOKE, ["name=smoke_kill"], storage=str(tmp_path), dashboard=False)
+    from kill_backend import KillOnceBackend
+
+    summary = runner.launch(SMOKE, ["name=smoke_kill"], storage=str(tmp_path), dashboard=False,
+                            backend=KillOnceBackend())
     assert summary["errored"] == 0
     _no_lost_no_duplicated(_rows(tmp_path, "smoke_kill"), 2)
     for out in (tmp_path / "smoke_kill" / "cache" / "train").iterdir():

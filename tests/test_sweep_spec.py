@@ -1,4 +1,4 @@
-"""Sweep specs: validation errors with file:line, overrides and profiles, grid expansion, keys, Parquet schema."""
+"""Sweep specs: validation errors with file:line, overrides and presets, grid expansion, keys, Parquet schema."""
 
 import math
 import sys
@@ -15,7 +15,9 @@ from diad.sweep.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import test_sweep_fakecore as fake  # noqa: E402
+from fake_backend import FakeBackend, RunConfig as FakeRunConfig  # noqa: E402
+
+fake = FakeBackend()
 
 SPEC = """\
 name: t
@@ -38,17 +40,17 @@ def _write(tmp_path, text, name="s.yaml"):
     return path
 
 
-def _error(path, overrides=(), core=fake):
+def _error(path, overrides=(), backend=fake):
     with pytest.raises(DiadError) as info:
         spec, source = load_spec(path, list(overrides))
-        grid_points(spec, source, core)
+        grid_points(spec, source, backend)
     return str(info.value)
 
 
 def test_unknown_top_level_key_names_file_line_and_allowed(tmp_path):
     path = _write(tmp_path, SPEC + "serach: {algorithm: optuna}\n")
     msg = _error(path)
-    assert f"{path}:12: serach: unknown key; allowed: name, description, profile" in msg
+    assert f"{path}:12: serach: unknown key; allowed: name, description, preset" in msg
     assert "search" in msg and "max_concurrent_trials" in msg
 
 
@@ -71,10 +73,11 @@ def test_unknown_base_key_and_bad_axis_value_point_at_their_lines(tmp_path):
 
 
 def test_real_core_errors_also_point_at_the_line(tmp_path):
-    real = pytest.importorskip("diad.sweep.core")
+    from diad.sweep.backend import DiadBackend
+
     text = SPEC.replace("image_size: 32", "image_size: 64").replace("model.variant: diad", "model.variant: dyad")
     path = _write(tmp_path, text)
-    msg = _error(path, core=real)
+    msg = _error(path, backend=DiadBackend())
     assert msg.startswith(f"{path}:8: model.variant:") and "'diad_authors'" in msg
 
 
@@ -86,16 +89,16 @@ def test_grid_distributions_and_asha_are_refused(tmp_path):
     assert "asha needs search.algorithm random or optuna" in _error(path)
 
 
-def test_overrides_profiles_and_their_errors(tmp_path):
-    text = SPEC + "profiles:\n  gpu:\n    resources.gpu: 1\n    train.steps: 100\n"
+def test_overrides_presets_and_their_errors(tmp_path):
+    text = SPEC + "presets:\n  gpu:\n    resources.gpu: 1\n    train.steps: 100\n"
     path = _write(tmp_path, text)
     spec, source = load_spec(path, ["train.lr=0.5", "seeds=[3]"])
     assert spec.base["train"] == {"steps": 4, "lr": 0.5} and spec.seeds == [3] and spec.resources.gpu == 0
-    spec, source = load_spec(path, ["profile=gpu", "train.steps=7"])
+    spec, source = load_spec(path, ["preset=gpu", "train.steps=7"])
     assert spec.resources.gpu == 1 and spec.base["train"]["steps"] == 7  # the command line wins
     assert "command line (train.steps=7)" in source.locate(("base", "train", "steps"))
-    with pytest.raises(DiadError, match="profile 'tpu' is not defined; allowed: cpu, gpu"):
-        load_spec(path, ["profile=tpu"])
+    with pytest.raises(DiadError, match="preset 'tpu' is not defined; allowed: gpu"):
+        load_spec(path, ["preset=tpu"])
     with pytest.raises(DiadError, match="expected key=value"):
         load_spec(path, ["train.steps"])
     msg = _error(path, ["resources.tpu=1"])
@@ -129,11 +132,11 @@ def test_grid_expansion_keys_and_order(tmp_path):
 
 
 def test_result_file_schema_is_typed_and_stable(tmp_path):
-    schema = results.schema_for(fake.RunConfig)
+    schema = results.schema_for(FakeRunConfig)
     assert schema.field("data.root").type == "string" and schema.field("train.kill_at_step").type == "int64"
     assert schema.field("eval.layers").type == "string" and schema.field("train.lr").type == "double"
     keys = {"trial_id": "t1", "run_key": "rk", "config_hash": "ch", "train_hash": "th", "eval_hash": "eh"}
-    cfg = fake.RunConfig().model_dump(mode="json")
+    cfg = FakeRunConfig().model_dump(mode="json")
     flat = {f"{s}.{k}": v for s, d in cfg.items() for k, v in d.items()}
     per_cat = {"a": {"image_auroc": 0.5, "n_test_images": 3}, "mean": {"image_auroc": 0.5}}
     rows = results.make_rows(schema, keys, flat, per_cat, {"status": "ok", "train_cached": True})
@@ -173,7 +176,7 @@ def test_relative_paths_become_absolute(tmp_path, monkeypatch):
 
 
 def test_result_files_on_a_uri_storage(tmp_path):
-    schema = results.schema_for(fake.RunConfig)
+    schema = results.schema_for(FakeRunConfig)
     keys = {"trial_id": "t", "run_key": "rk", "config_hash": None, "train_hash": None, "eval_hash": None}
     rows = results.make_rows(schema, keys, {}, None, {"status": "failed", "error": "boom"})
     uri = f"file://{tmp_path}/store"

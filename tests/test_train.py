@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from diad import checkpoint as ckpt
-from diad.config import build_run_config, config_hash, load_run_config, train_hash
+from diad.config import build_run_config, load_run_config, train_hash
+from diad.hashing import json_hash
 from diad.errors import DiadError
 from diad.models import build_model
 from diad.train import denoiser
@@ -15,9 +16,11 @@ from diad.train.batches import batch_indices
 
 
 # cpu-profile structure with the narrowest channels: seconds per test on a busy 2-core machine
-TINY_MODEL = {"profile": "cpu", "variant": "diad", "ae_block_out_channels": [8, 8, 8], "hint_channels": [8, 8, 8],
-              "unet_block_out_channels": [8, 8, 8, 8], "layers_per_block": 1, "cross_attention_dim": 8,
-              "attention_heads": 1, "norm_num_groups": 4, "context_tokens": 2}
+TINY_MODEL = {"profile": "cpu", "variant": "diad",
+              "autoencoder": {"block_out_channels": [8, 8, 8], "norm_num_groups": 4},
+              "unet": {"block_out_channels": [8, 8, 8, 8], "layers_per_block": 1, "cross_attention_dim": 8,
+                       "attention_heads": 1, "norm_num_groups": 4, "context_tokens": 2},
+              "sg": {"hint_channels": [8, 8, 8]}}
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +77,9 @@ def test_checkpoint_round_trip(tmp_path):
     assert ckpt.read_config(path) == {"a": 1}
     (tmp_path / ".step-00000009.tmp-x").mkdir()  # an interrupted write is never "latest"
     assert ckpt.latest_checkpoint(tmp_path) == path
-    h = ckpt.content_hash(path)
+    h = ckpt.checkpoint_key(path)
     ckpt.save_checkpoint(ckpt.step_dir(tmp_path, 8), net, {"a": 1}, 8, opt)
-    assert ckpt.content_hash(ckpt.step_dir(tmp_path, 8)) == h  # same weights + config, same key
+    assert ckpt.checkpoint_key(ckpt.step_dir(tmp_path, 8)) == h  # same weights + config, same key
     with pytest.raises(DiadError, match="not a diad checkpoint"):
         ckpt.load_weights(tmp_path, net2)
 
@@ -155,13 +158,15 @@ def test_profile_defaults_and_explicit_values(tmp_path):
 def test_config_errors_name_key_file_and_allowed_values(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model: {profile: cpu}\ntrain: {stpes: 3}\n")
-    with pytest.raises(DiadError, match=r"run.yaml: train.stpes: unknown key \(allowed: .*steps"):
+    with pytest.raises(DiadError, match=r"run.yaml: train.stpes: unknown key; allowed: steps, epochs"):
         load_run_config(path)
     path.write_text("model: {profile: cpu}\n")
     with pytest.raises(DiadError, match=r"eval.score_rule: .*'authors_pool'.*got 'best'"):
         load_run_config(path, ["eval.score_rule=best"])
-    with pytest.raises(DiadError, match="expected section.key=value"):
+    with pytest.raises(DiadError, match="unknown section 'steps'"):
         load_run_config(path, ["steps=3"])
+    with pytest.raises(DiadError, match="expected key=value"):
+        load_run_config(path, ["train.steps"])
 
 
 def test_hashes_are_stable_and_split(tmp_path):
@@ -169,12 +174,12 @@ def test_hashes_are_stable_and_split(tmp_path):
     b = build_run_config({"model": {"profile": "cpu"}, "eval": {"sigma": 2.0}, "train": {"checkpoint_every": 7}})
     assert train_hash(a) == train_hash(b)  # eval and bookkeeping fields do not change the weights
     assert train_hash(a) != train_hash(build_run_config({"model": {"profile": "cpu"}, "train": {"lr": 1.0}}))
-    assert config_hash({"x": 1, "y": [1, 2]}) == config_hash({"y": [1, 2], "x": 1})
+    assert json_hash({"x": 1, "y": [1, 2]}) == json_hash({"y": [1, 2], "x": 1})
 
 
 def test_training_reads_only_the_train_split(tmp_path, monkeypatch):
     """Validation images come from split_train_val over normal TRAIN images; the test split is never loaded."""
-    import diad.pipeline as pipeline
+    import diad.pipeline.training as pipeline
 
     asked, real = [], pipeline.load_samples
 
@@ -188,7 +193,70 @@ def test_training_reads_only_the_train_split(tmp_path, monkeypatch):
     from diad.data import write_synth_dataset
 
     write_synth_dataset(root, ["brick"], 4, 2, 64, 0)
-    cfg = build_run_config({"data": {"root": str(root)}, "model": {"profile": "cpu"}, "train": {"ae_steps": 0}})
+    cfg = build_run_config({"data": {"root": str(root)}, "model": {"profile": "cpu"}, "train": {"autoencoder": {"steps": 0}}})
     with pytest.raises(RuntimeError, match="stop"):
         pipeline.train(cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     assert asked == ["train"]
+
+
+def _leaf_paths(model_cls, prefix=()):
+    """Every leaf field path of a pydantic config class."""
+    out = []
+    for name, field in model_cls.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and hasattr(sub, "model_fields"):
+            out += _leaf_paths(sub, prefix + (name,))
+        else:
+            out.append(prefix + (name,))
+    return out
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, list):
+        return value[:-1] + [value[-1] + 8]  # same number of levels, so the config stays valid
+    return f"{value}-other" if value is not None else "x"
+
+
+def test_autoencoder_key_covers_exactly_what_shapes_the_autoencoder():
+    """Every field of model.autoencoder and train.autoencoder changes the key (the old prefix rule missed
+    norm_num_groups); the denoiser's settings do not."""
+    from diad.config import AutoencoderTrainConfig, autoencoder_part
+    from diad.models.config import AutoencoderConfig
+    from diad.overrides import apply_overrides
+
+    base = build_run_config({"model": {"profile": "cpu"}})
+    raw = base.model_dump(mode="json")
+    key = json_hash(autoencoder_part(base))
+    shaping = [("model", "autoencoder") + p for p in _leaf_paths(AutoencoderConfig)]
+    shaping += [("train", "autoencoder") + p for p in _leaf_paths(AutoencoderTrainConfig)]
+    shaping += [("train", "seed"), ("model", "image_size"), ("data", "split_seed"), ("data", "val_fraction")]
+    for path in shaping:
+        value = raw
+        for part in path:
+            value = value[part]
+        new = 0.5 if path[-1] == "val_fraction" else 128 if path[-1] == "image_size" else _changed(value)
+        sets = {".".join(path): new}
+        if path == ("model", "image_size"):
+            sets["data.image_size"] = new  # one value in two places (they must agree)
+        cfg = build_run_config(apply_overrides(raw, sets))
+        assert json_hash(autoencoder_part(cfg)) != key, f"{'.'.join(path)} shapes the autoencoder but not its key"
+    for dotted in ("model.unet.norm_num_groups", "model.unet.block_out_channels", "model.sg.sff", "train.lr",
+                   "train.steps", "eval.sigma", "model.variant"):
+        value = {"model.unet.norm_num_groups": 4, "model.unet.block_out_channels": [16, 32, 32, 40],
+                 "model.sg.sff": "bn_relu", "train.lr": 0.1, "train.steps": 3, "eval.sigma": 1.0,
+                 "model.variant": "ldm"}[dotted]
+        cfg = build_run_config(apply_overrides(raw, {dotted: value}))
+        assert json_hash(autoencoder_part(cfg)) == key, f"{dotted} does not shape the autoencoder"
+
+
+def test_autoencoder_builder_reads_only_its_own_sub_config():
+    """build_autoencoder takes model.autoencoder, the image size and a weights path: nothing else can shape it."""
+    import inspect
+
+    from diad.models.diad_model import build_autoencoder
+
+    assert list(inspect.signature(build_autoencoder).parameters) == ["cfg", "image_size", "weights"]

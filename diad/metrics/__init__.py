@@ -1,16 +1,16 @@
 """Anomaly-detection metrics: image and pixel AUROC / AP / F1-max, exact MVTec AU-PRO, legacy PRO."""
 
-from diad.metrics.evaluate import IMAGE_KEYS, PIXEL_KEYS, evaluate_by_category
-from diad.metrics.image import image_metrics
-from diad.metrics.pixel import LEGACY_PRO_DEFINITION, PRO_DEFINITION, count_regions, pixel_metrics
+from diad.lazy import lazy_exports
 
-__all__ = [
-    "IMAGE_KEYS",
-    "LEGACY_PRO_DEFINITION",
-    "PIXEL_KEYS",
-    "PRO_DEFINITION",
-    "count_regions",
-    "evaluate_by_category",
-    "image_metrics",
-    "pixel_metrics",
-]
+_EXPORTS = {
+    "IMAGE_METRICS": "diad.schema",
+    "PIXEL_METRICS": "diad.schema",
+    "evaluate_by_category": "diad.metrics.evaluate",
+    "image_metrics": "diad.metrics.image",
+    "LEGACY_PRO_DEFINITION": "diad.metrics.pixel",
+    "PRO_DEFINITION": "diad.metrics.pixel",
+    "count_regions": "diad.metrics.pixel",
+    "pixel_metrics": "diad.metrics.pixel",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -9,9 +9,8 @@ import numpy as np
 from diad.errors import DiadError
 from diad.metrics.image import image_metrics
 from diad.metrics.pixel import pixel_metrics
+from diad.schema import IMAGE_METRICS, PIXEL_METRICS
 
-PIXEL_KEYS = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy")
-IMAGE_KEYS = ("image_auroc", "image_ap", "image_f1max")
 
 
 def evaluate_by_category(categories, labels, scores, masks=None, maps=None) -> dict[str, dict[str, float]]:
@@ -41,12 +40,12 @@ def evaluate_by_category(categories, labels, scores, masks=None, maps=None) -> d
         if have_pixels:
             row.update(pixel_metrics(masks[idx], maps[idx]))
         else:
-            row.update({k: math.nan for k in PIXEL_KEYS})
+            row.update({k: math.nan for k in PIXEL_METRICS})
         results[str(cat)] = row
     if not results:
         raise DiadError("evaluate_by_category: no images; expected at least one")
     if "mean" in results:
         raise DiadError('evaluate_by_category: a category is named "mean"; that name is reserved')
-    keys = IMAGE_KEYS + PIXEL_KEYS
+    keys = IMAGE_METRICS + PIXEL_METRICS
     results["mean"] = {k: float(np.mean([r[k] for r in results.values()])) for k in keys}
     return results

@@ -1,8 +1,9 @@
-"""ModelConfig: one typed config for the autoencoder, the SD UNet and the SG network.
+"""ModelConfig: one sub-config per network (autoencoder, SD UNet, SG network, pixel UNet) plus the
+architecture switches of paper Table 5. Torch-free, so configs load without torch.
 
-Defaults live in two tables: PROFILES (sizes: `cpu` runs on a laptop, `paper` is SD-1.5 at 256 px)
-and VARIANTS (the architecture switches of paper Table 5 and the baselines). A ModelConfig is filled
-from both before validation, and any field the user sets explicitly wins.
+Sizes come from the profile (diad/profiles.py), switches from the variant (VARIANTS below); a value the
+user sets explicitly always wins. Each builder in diad/models/diad_model.py takes only its own sub-config,
+so the cache key of an artifact (diad/config.py) can be exactly the sub-configs that shape it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
-from diad.errors import DiadError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Profile = Literal["cpu", "paper"]
 Variant = Literal[
@@ -20,138 +19,144 @@ Variant = Literal[
 ]
 Level = Literal["sgeb3", "sgeb4"]
 
-# Sizes. `cpu` keeps the paper's structure (KL autoencoder, 4 UNet levels x 2 res blocks,
-# cross-attention at the three highest resolutions) at 64 px with narrow channels.
-PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": {
-        "image_size": 64,
-        "ae_block_out_channels": [16, 32, 32],  # 3 levels: x4 downsampling, 64 px -> 16x16x4
-        "ae_layers_per_block": 1,
-        "latent_channels": 4,
-        "latent_scale": 1.0,  # set from the trained autoencoder (estimate_latent_scale)
-        # Narrow enough for ~0.15 s per denoiser step (batch 8, one CPU thread); SGEB4 is 2x2.
-        "unet_block_out_channels": [16, 32, 32, 32],
-        "layers_per_block": 2,
-        "cross_attention_dim": 16,
-        "attention_heads": 1,
-        "norm_num_groups": 8,
-        "context_tokens": 4,
-        "hint_channels": [8, 16, 32],  # C(x0): one stride-2 stage per autoencoder downsampling
-        "pixel_block_out_channels": [16, 32, 32, 32],
-        "pretrained_dir": None,
-        # No pretrained SD here, so there is nothing to protect by freezing its encoder half:
-        # a frozen random encoder starves the model of capacity (see sd_encoder_trainable).
-        "sd_encoder_trainable": True,
-    },
-    "paper": {
-        "image_size": 256,
-        "ae_block_out_channels": [128, 256, 512, 512],  # SD KL-f8
-        "ae_layers_per_block": 2,
-        "latent_channels": 4,
-        "latent_scale": 0.18215,
-        "unet_block_out_channels": [320, 640, 1280, 1280],  # SD-1.5
-        "layers_per_block": 2,
-        "cross_attention_dim": 768,
-        "attention_heads": 8,
-        "norm_num_groups": 32,
-        "context_tokens": 77,
-        "hint_channels": [16, 32, 96, 256],  # ControlNet's hint path for f8
-        "pixel_block_out_channels": [128, 128, 256, 256, 512, 512],  # DDPM-256 baseline
-        "pretrained_dir": None,
-        "sd_encoder_trainable": False,  # the paper: SD encoder, middle block and time embedding frozen
-    },
+# SFF branch normalisation and activation (paper Table 5: IN+SiLU beats BN+ReLU), as torch.nn class
+# names. Adding a kind = one line here (plus a variant below, if it should have a preset name).
+SFF_NORMS: dict[str, tuple[str, str]] = {
+    "in_silu": ("InstanceNorm2d", "SiLU"),
+    "bn_relu": ("BatchNorm2d", "ReLU"),
 }
 
-# Architecture switches. sg_levels = which SG encoder levels are added to the SD decoder skips;
-# SFF always reads SGEB3 and writes into SGEB4.
+# Architecture switches (model.sg.*). `levels` = which SG encoder levels are added to the SD decoder
+# skips; SFF always reads SGEB3 and writes into SGEB4 (docs/method.md, section SFF).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "ldm": {"sg_middle": False, "sg_levels": [], "sff": "none", "sff_wiring": "learnable"},
-    "msg": {"sg_middle": True, "sg_levels": [], "sff": "none", "sff_wiring": "learnable"},
-    "sgeb3": {"sg_middle": True, "sg_levels": ["sgeb3"], "sff": "none", "sff_wiring": "learnable"},
-    "sgeb4": {"sg_middle": True, "sg_levels": ["sgeb4"], "sff": "none", "sff_wiring": "learnable"},
-    "sgeb3_sgeb4": {
-        "sg_middle": True, "sg_levels": ["sgeb3", "sgeb4"], "sff": "none", "sff_wiring": "learnable",
-    },
-    # Full DiAD (spec 1.3-1.4): SGEB4 injected, SGEB3 reaching the decoder only through SFF.
-    # Same levels as the authors' code; only the SFF wiring differs (ours learns).
-    "diad": {"sg_middle": True, "sg_levels": ["sgeb4"], "sff": "in_silu", "sff_wiring": "learnable"},
-    "diad_bn_relu": {"sg_middle": True, "sg_levels": ["sgeb4"], "sff": "bn_relu", "sff_wiring": "learnable"},
-    # The authors' shipped code: SGEB3 feeds nothing but SFF (so its zero-convs and SFF's
-    # zero-init convs get exactly zero gradient; SFF never learns).
-    "diad_authors": {
-        "sg_middle": True, "sg_levels": ["sgeb4"], "sff": "in_silu", "sff_wiring": "authors",
-    },
-    "ddpm": {"sg_middle": False, "sg_levels": [], "sff": "none", "sff_wiring": "learnable"},
+    "ldm": {"middle": False, "levels": [], "sff": "none"},
+    "msg": {"middle": True, "levels": [], "sff": "none"},
+    "sgeb3": {"middle": True, "levels": ["sgeb3"], "sff": "none"},
+    "sgeb4": {"middle": True, "levels": ["sgeb4"], "sff": "none"},
+    "sgeb3_sgeb4": {"middle": True, "levels": ["sgeb3", "sgeb4"], "sff": "none"},
+    # Full DiAD: SGEB4 injected, SGEB3 reaching the decoder only through SFF (same levels as the
+    # authors' code; only the SFF wiring differs: ours learns).
+    "diad": {"middle": True, "levels": ["sgeb4"], "sff": "in_silu", "sff_wiring": "learnable"},
+    "diad_bn_relu": {"middle": True, "levels": ["sgeb4"], "sff": "bn_relu", "sff_wiring": "learnable"},
+    # The authors' shipped code: SGEB3 feeds nothing but SFF, so its zero-convs and SFF's zero-init
+    # convs get exactly zero gradient and SFF never learns.
+    "diad_authors": {"middle": True, "levels": ["sgeb4"], "sff": "in_silu", "sff_wiring": "authors"},
+    "ddpm": {"middle": False, "levels": [], "sff": "none"},
 }
 
 
-class ModelConfig(BaseModel):
-    """Autoencoder, SD UNet and SG network sizes and switches; see PROFILES and VARIANTS."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class AutoencoderConfig(_Strict):
+    """SD-style KL autoencoder; spatial downsampling 2 ** (len(block_out_channels) - 1)."""
+
+    block_out_channels: list[int]
+    layers_per_block: int = Field(ge=1)
+    latent_channels: int = Field(ge=1)
+    norm_num_groups: int = Field(ge=1)
+    # SD's 0.18215 for the pretrained KL-f8; for one trained from scratch, 1/std of its latents
+    # (set after the autoencoder stage and saved with the checkpoint)
+    latent_scale: float = Field(gt=0)
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+class UNetConfig(_Strict):
+    """The SD denoiser: cross-attention at every level but the lowest-resolution one."""
+
+    block_out_channels: list[int]
+    layers_per_block: int = Field(ge=1)
+    cross_attention_dim: int = Field(ge=1)
+    attention_heads: int = Field(ge=1)
+    norm_num_groups: int = Field(ge=1)
+    context_tokens: int = Field(ge=1)
+    # Train the encoder half too (conv_in, time embedding, down and middle blocks). False = the paper
+    # (pretrained SD kept frozen); True where SD starts from random weights (nothing to protect).
+    encoder_trainable: bool
+
+    @field_validator("block_out_channels")
+    @classmethod
+    def _three_levels(cls, v: list[int]) -> list[int]:
+        if len(v) < 3:
+            raise ValueError("needs >= 3 levels (SGEB3/SGEB4 are the lowest two, the middle block below them)")
+        return v
+
+
+class SGConfig(_Strict):
+    """The Semantic-Guided network: what is injected into SD (Table 5 switches) and its hint path C(x0)."""
+
+    middle: bool = False  # SG middle block -> SD middle output ("MSG")
+    levels: list[Level] = []  # SG encoder levels added to the SD decoder skips
+    sff: Literal[("none", *SFF_NORMS)] = "none"  # Spatial-aware Feature Fusion SGEB3 -> SGEB4, by norm kind
+    sff_wiring: Literal["learnable", "authors"] = "learnable"
+    hint_channels: list[int]  # C(x0): one stride-2 stage per autoencoder downsampling
+
+    @property
+    def enabled(self) -> bool:
+        """True when an SG network is built (every variant except ldm and ddpm)."""
+        return self.middle or bool(self.levels) or self.sff != "none"
+
+
+class PixelUNetConfig(_Strict):
+    """The DDPM baseline's unconditional pixel-space UNet."""
+
+    block_out_channels: list[int]
+    layers_per_block: int = Field(ge=1)
+    norm_num_groups: int = Field(ge=1)
+
+
+class ModelConfig(_Strict):
+    """All networks of one model; see diad/profiles.py (sizes) and VARIANTS (switches)."""
 
     profile: Profile = "cpu"
     variant: Variant = "diad"
-    sg_middle: bool
-    sg_levels: list[Level]
-    sff: Literal["none", "in_silu", "bn_relu"]
-    sff_wiring: Literal["learnable", "authors"]
     image_size: int
-    ae_block_out_channels: list[int]
-    ae_layers_per_block: int
-    latent_channels: int
-    latent_scale: float
-    unet_block_out_channels: list[int]
-    layers_per_block: int
-    cross_attention_dim: int
-    attention_heads: int
-    norm_num_groups: int
-    context_tokens: int
-    hint_channels: list[int]
-    pixel_block_out_channels: list[int]
-    pretrained_dir: Path | None
-    # Train the SD UNet's encoder half too (conv_in, time embedding, down and middle blocks).
-    # False = the paper (pretrained SD kept frozen); True where SD starts from random weights.
-    sd_encoder_trainable: bool
+    # SD-1.5 weights: a diffusers folder with unet/ and vae/ (required by the paper profile)
+    pretrained_dir: Path | None = None
+    autoencoder: AutoencoderConfig
+    unet: UNetConfig
+    sg: SGConfig
+    pixel_unet: PixelUNetConfig
 
     @model_validator(mode="before")
     @classmethod
     def _fill_defaults(cls, data: Any) -> Any:
-        """Profile sizes, then variant switches, then the user's explicit values (which win)."""
+        """Profile sizes, then the variant's switches, then the user's explicit values (which win)."""
+        from diad.overrides import deep_merge
+        from diad.profiles import PROFILES
+
         if not isinstance(data, dict):
             return data
-        profile = data.get("profile", "cpu")
-        variant = data.get("variant", "diad")
+        profile, variant = data.get("profile", "cpu"), data.get("variant", "diad")
         if profile not in PROFILES or variant not in VARIANTS:
             return data  # the field validators name the bad value
-        return {**PROFILES[profile], **VARIANTS[variant], **data}
+        preset = deep_merge(PROFILES[profile]["model"], {"sg": VARIANTS[variant]})
+        return deep_merge(preset, data)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         """Reject combinations that cannot be built."""
-        if self.variant == "ddpm" and self.uses_sg:
-            raise ValueError("variant 'ddpm' is unconditional: sg_middle/sg_levels/sff must be off")
-        if self.sff != "none" and "sgeb4" not in self.sg_levels:
-            raise ValueError(f"sff={self.sff!r} writes into SGEB4: sg_levels must contain 'sgeb4'")
-        if len(self.unet_block_out_channels) < 3:
-            raise ValueError("unet_block_out_channels needs >= 3 levels (SGEB3/SGEB4 are the lowest two)")
-        if len(self.hint_channels) != len(self.ae_block_out_channels):
+        sg = self.sg
+        if self.pixel_space and sg.enabled:
+            raise ValueError("variant 'ddpm' is unconditional: sg.middle/sg.levels/sg.sff must be off")
+        if sg.sff != "none" and "sgeb4" not in sg.levels:
+            raise ValueError(f"sg.sff={sg.sff!r} writes into SGEB4: sg.levels must contain 'sgeb4'")
+        if len(sg.hint_channels) != len(self.autoencoder.block_out_channels):
             raise ValueError(
-                f"hint_channels {self.hint_channels} needs one entry per autoencoder level "
-                f"({len(self.ae_block_out_channels)}) so C(x0) matches the latent size"
+                f"sg.hint_channels {sg.hint_channels} needs one entry per autoencoder level "
+                f"({len(self.autoencoder.block_out_channels)}) so C(x0) matches the latent size"
             )
-        levels = len(self.pixel_block_out_channels if self.pixel_space else self.unet_block_out_channels)
+        levels = len(self.pixel_unet.block_out_channels if self.pixel_space else self.unet.block_out_channels)
         if self.image_size % (self.downsampling * 2 ** (levels - 1)):
             raise ValueError(f"image_size {self.image_size} must be divisible by the total UNet+AE downsampling")
         lowest = self.latent_size // 2 ** (levels - 1)
-        if self.sff != "none" and lowest < 2:
+        if sg.sff != "none" and lowest < 2:
             raise ValueError(f"SFF needs SGEB4 of at least 2x2 (got {lowest}x{lowest}): raise image_size")
         return self
-
-    @property
-    def uses_sg(self) -> bool:
-        """True when an SG network is built (every variant except ldm and ddpm)."""
-        return self.sg_middle or bool(self.sg_levels) or self.sff != "none"
 
     @property
     def pixel_space(self) -> bool:
@@ -161,7 +166,7 @@ class ModelConfig(BaseModel):
     @property
     def downsampling(self) -> int:
         """Autoencoder spatial downsampling factor (1 in pixel space)."""
-        return 1 if self.pixel_space else 2 ** (len(self.ae_block_out_channels) - 1)
+        return 1 if self.pixel_space else self.autoencoder.downsampling
 
     @property
     def latent_size(self) -> int:
@@ -169,11 +174,13 @@ class ModelConfig(BaseModel):
         return self.image_size // self.downsampling
 
 
-def model_config(profile: str = "cpu", variant: str = "diad", **overrides: Any) -> ModelConfig:
-    """Validated ModelConfig from a profile, a variant and explicit overrides; bad input -> DiadError."""
+def model_config(profile: str = "cpu", variant: str = "diad", **fields: Any) -> ModelConfig:
+    """Validated ModelConfig from a profile, a variant and explicit (nested) fields; bad input -> DiadError."""
+    from pydantic import ValidationError
+
+    from diad.errors import validation_error
+
     try:
-        return ModelConfig(profile=profile, variant=variant, **overrides)
+        return ModelConfig(profile=profile, variant=variant, **fields)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(["model", *(str(p) for p in first["loc"])])
-        raise DiadError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise validation_error(err, ModelConfig, "model config", prefix=("model",)) from None

@@ -1,6 +1,6 @@
 """DiADModel: KL autoencoder + SD UNet + SG network, and the builders that make them from a ModelConfig.
 
-Networks only: no timestep loop here (that is diad.models.reconstruct and the trainer).
+Networks only: no timestep loop here (that is diad.models.ddim and the trainer).
 """
 
 from __future__ import annotations
@@ -12,23 +12,23 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from torch import nn
 
 from diad.errors import DiadError
-from diad.models.config import ModelConfig
+from diad.models.config import AutoencoderConfig, ModelConfig, PixelUNetConfig, UNetConfig
 from diad.models.sg import SGNetwork
 
 # Optional file beside unet/ and vae/: the authors' constant context, CLIP("") of shape (77, 768).
 CONTEXT_FILE = "empty_context.pt"
 
 
-def _unet_kwargs(cfg: ModelConfig) -> dict:
+def unet_kwargs(cfg: UNetConfig, latent_channels: int, latent_size: int) -> dict:
     """SD-style UNet: cross-attention at every level but the lowest-resolution one."""
-    levels = len(cfg.unet_block_out_channels)
+    levels = len(cfg.block_out_channels)
     return dict(
-        sample_size=cfg.latent_size,
-        in_channels=cfg.latent_channels,
-        out_channels=cfg.latent_channels,
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        block_out_channels=tuple(cfg.unet_block_out_channels),
+        block_out_channels=tuple(cfg.block_out_channels),
         layers_per_block=cfg.layers_per_block,
         cross_attention_dim=cfg.cross_attention_dim,
         attention_head_dim=cfg.attention_heads,  # diffusers' legacy name: this IS the head count
@@ -36,38 +36,38 @@ def _unet_kwargs(cfg: ModelConfig) -> dict:
     )
 
 
-def _autoencoder_kwargs(cfg: ModelConfig) -> dict:
+def autoencoder_kwargs(cfg: AutoencoderConfig, image_size: int) -> dict:
     """SD-style KL autoencoder; downsampling 2 ** (levels - 1)."""
-    levels = len(cfg.ae_block_out_channels)
+    levels = len(cfg.block_out_channels)
     return dict(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=tuple(cfg.ae_block_out_channels),
-        layers_per_block=cfg.ae_layers_per_block,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
         latent_channels=cfg.latent_channels,
         norm_num_groups=cfg.norm_num_groups,
-        sample_size=cfg.image_size,
+        sample_size=image_size,
         scaling_factor=cfg.latent_scale,
     )
 
 
-def _pretrained_subdir(cfg: ModelConfig, name: str) -> Path | None:
-    """<pretrained_dir>/<name> if weights should be loaded; None for a random init (cpu profile only)."""
+def pretrained_subdir(cfg: ModelConfig, name: str) -> Path | None:
+    """<pretrained_dir>/<name> ("unet" or "vae") holding weights to load; None for a random init (cpu profile)."""
     if cfg.pretrained_dir is None:
         if cfg.profile == "paper":
             raise DiadError(
                 "model.pretrained_dir: not set; the paper profile needs SD-1.5 in diffusers format: "
                 "<dir>/unet/ and <dir>/vae/ (config.json + weights, e.g. the unet and vae subfolders "
-                "of stable-diffusion-v1-5)"
+                "of stable-diffusion-v1-5)", key="model.pretrained_dir"
             )
         return None
     path = Path(cfg.pretrained_dir).expanduser() / name
     if not (path / "config.json").is_file():
         raise DiadError(
             f"model.pretrained_dir: {path} has no config.json; expected SD-1.5 {name} weights in "
-            f"diffusers format (save_pretrained output) at <pretrained_dir>/{name}/"
+            f"diffusers format (save_pretrained output) at <pretrained_dir>/{name}/", key="model.pretrained_dir"
         )
     return path
 
@@ -84,44 +84,49 @@ def _check_loaded(loaded: dict, expected: dict, path: Path) -> None:
             raise DiadError(f"model.pretrained_dir: {path} has {key}={loaded.get(key)}, the config expects {want}")
 
 
-def build_unet(cfg: ModelConfig, load_pretrained: bool = True) -> UNet2DConditionModel:
-    """The SD denoiser: SD-1.5 weights from pretrained_dir, or a random init (cpu profile, or a checkpoint follows)."""
-    path = _pretrained_subdir(cfg, "unet") if load_pretrained else None
-    if path is None:
-        return UNet2DConditionModel(**_unet_kwargs(cfg))
-    unet = UNet2DConditionModel.from_pretrained(path, local_files_only=True)
-    kw = _unet_kwargs(cfg)
-    keys = ("block_out_channels", "cross_attention_dim", "in_channels")
-    _check_loaded(dict(unet.config), {k: kw[k] for k in keys}, path)
+def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, weights: Path | None = None
+               ) -> UNet2DConditionModel:
+    """The SD denoiser (model.unet): weights from a diffusers folder, or a random init when None."""
+    kw = unet_kwargs(cfg, latent_channels, latent_size)
+    if weights is None:
+        return UNet2DConditionModel(**kw)
+    unet = UNet2DConditionModel.from_pretrained(weights, local_files_only=True)
+    _check_loaded(dict(unet.config), {k: kw[k] for k in ("block_out_channels", "cross_attention_dim", "in_channels")},
+                  weights)
     return unet
 
 
-def build_autoencoder(cfg: ModelConfig, load_pretrained: bool = True) -> AutoencoderKL:
-    """The KL autoencoder alone (trained in its own stage, then passed to build_model)."""
-    if cfg.pixel_space:
-        raise DiadError("model.variant: 'ddpm' works in pixel space and has no autoencoder")
-    path = _pretrained_subdir(cfg, "vae") if load_pretrained else None
-    if path is None:
-        return AutoencoderKL(**_autoencoder_kwargs(cfg))
-    vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
-    kw = _autoencoder_kwargs(cfg)
-    _check_loaded(dict(vae.config), {k: kw[k] for k in ("block_out_channels", "latent_channels")}, path)
+def build_autoencoder(cfg: AutoencoderConfig, image_size: int, weights: Path | None = None) -> AutoencoderKL:
+    """The KL autoencoder (model.autoencoder): weights from a diffusers folder, or a random init when None."""
+    kw = autoencoder_kwargs(cfg, image_size)
+    if weights is None:
+        return AutoencoderKL(**kw)
+    vae = AutoencoderKL.from_pretrained(weights, local_files_only=True)
+    _check_loaded(dict(vae.config), {k: kw[k] for k in ("block_out_channels", "latent_channels")}, weights)
     return vae
 
 
-def build_pixel_unet(cfg: ModelConfig) -> UNet2DModel:
-    """DDPM baseline: unconditional pixel-space UNet, self-attention at the second-lowest resolution."""
-    levels = len(cfg.pixel_block_out_channels)
+def autoencoder_for(cfg: ModelConfig, load_pretrained: bool = True) -> AutoencoderKL:
+    """The autoencoder of a model config: its own stage trains it (diad/train/autoencoder.py)."""
+    if cfg.pixel_space:
+        raise DiadError("model.variant: 'ddpm' works in pixel space and has no autoencoder", key="model.variant")
+    return build_autoencoder(cfg.autoencoder, cfg.image_size, pretrained_subdir(cfg, "vae") if load_pretrained else None)
+
+
+def build_pixel_unet(cfg: PixelUNetConfig, image_size: int) -> UNet2DModel:
+    """DDPM baseline (model.pixel_unet): unconditional pixel-space UNet, self-attention at the second-lowest
+    resolution."""
+    levels = len(cfg.block_out_channels)
     down = ["DownBlock2D"] * levels
     down[levels - 2] = "AttnDownBlock2D"
     up = ["AttnUpBlock2D" if b == "AttnDownBlock2D" else "UpBlock2D" for b in reversed(down)]
     return UNet2DModel(
-        sample_size=cfg.image_size,
+        sample_size=image_size,
         in_channels=3,
         out_channels=3,
         down_block_types=tuple(down),
         up_block_types=tuple(up),
-        block_out_channels=tuple(cfg.pixel_block_out_channels),
+        block_out_channels=tuple(cfg.block_out_channels),
         layers_per_block=cfg.layers_per_block,
         attention_head_dim=None,  # one head, as in Ho et al.
         norm_num_groups=cfg.norm_num_groups,
@@ -135,7 +140,7 @@ def _context(cfg: ModelConfig, load_pretrained: bool) -> torch.Tensor:
     bias: the same for every image, which the spec allows ("a learned constant context (or none)
     is equivalent"). <pretrained_dir>/empty_context.pt, when present, restores the authors' setting.
     """
-    shape = (cfg.context_tokens, cfg.cross_attention_dim)
+    shape = (cfg.unet.context_tokens, cfg.unet.cross_attention_dim)
     path = Path(cfg.pretrained_dir).expanduser() / CONTEXT_FILE if cfg.pretrained_dir else None
     if not load_pretrained or path is None or not path.is_file():
         return torch.zeros(shape)
@@ -160,17 +165,17 @@ class DiADModel(nn.Module):
         self.cfg = cfg
         self.unet, self.vae, self.sg = unet, vae, sg
         self.register_buffer("context", context)  # (L, D), part of checkpoints
-        self.register_buffer("latent_scale", torch.tensor(float(cfg.latent_scale)))
+        self.register_buffer("latent_scale", torch.tensor(float(cfg.autoencoder.latent_scale)))
         self.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """SG network + SD decoder half (up_blocks, conv_norm_out, conv_out), or the whole SD UNet when
-        cfg.sd_encoder_trainable (cpu profile: no pretrained SD) and for ddpm."""
+        cfg.unet.encoder_trainable (cpu profile: no pretrained SD) and for ddpm."""
         if self.cfg.pixel_space:
             return list(self.unet.parameters())
-        if self.cfg.sd_encoder_trainable:
+        if self.cfg.unet.encoder_trainable:
             modules = [self.unet]
         else:
             modules = [self.unet.up_blocks, self.unet.conv_norm_out, self.unet.conv_out]
@@ -225,12 +230,13 @@ def build_model(cfg: ModelConfig, vae: AutoencoderKL | None = None, load_pretrai
     The SG network is copied from the SD UNet after its weights are loaded.
     """
     if cfg.pixel_space:
-        return DiADModel(cfg, build_pixel_unet(cfg), None, None, None)
-    unet = build_unet(cfg, load_pretrained)
-    vae = vae if vae is not None else build_autoencoder(cfg, load_pretrained)
+        return DiADModel(cfg, build_pixel_unet(cfg.pixel_unet, cfg.image_size), None, None, None)
+    unet = build_unet(cfg.unet, cfg.autoencoder.latent_channels, cfg.latent_size,
+                      pretrained_subdir(cfg, "unet") if load_pretrained else None)
+    vae = vae if vae is not None else autoencoder_for(cfg, load_pretrained)
     sg = None
-    if cfg.uses_sg:
-        sg = SGNetwork(unet, cfg.hint_channels, cfg.sg_middle, cfg.sg_levels, cfg.sff, cfg.sff_wiring)
+    if cfg.sg.enabled:
+        sg = SGNetwork(unet, cfg.sg)
     return DiADModel(cfg, unet, vae, sg, _context(cfg, load_pretrained))
 
 

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
+from diad.models.config import SFF_NORMS
 
-def _norm_act(kind: Literal["in_silu", "bn_relu"], channels: int) -> tuple[nn.Module, nn.Module]:
+
+def _norm_act(kind: str, channels: int) -> tuple[nn.Module, nn.Module]:
     """The branch normalisation and activation of paper Table 5 (IN+SiLU default, BN+ReLU ablation)."""
-    if kind == "in_silu":
-        return nn.InstanceNorm2d(channels), nn.SiLU()
-    return nn.BatchNorm2d(channels), nn.ReLU()
+    if kind not in SFF_NORMS:  # the config refuses unknown kinds; this guards direct callers
+        raise ValueError(f"SFF kind {kind!r} is not one of {', '.join(SFF_NORMS)}")
+    norm, act = SFF_NORMS[kind]
+    return getattr(nn, norm)(channels), getattr(nn, act)()
 
 
 class SFFBranch(nn.Sequential):
     """conv3x3 stride 2 (no bias) -> norm -> act: (N, C_in, H, W) -> (N, C_out, H/2, W/2)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kind: Literal["in_silu", "bn_relu"], zero_init: bool):
+    def __init__(self, in_ch: int, out_ch: int, kind: str, zero_init: bool):
         norm, act = _norm_act(kind, out_ch)
         conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1, bias=False)
         if zero_init:
@@ -33,7 +34,7 @@ class SFF(nn.Module):
         self,
         in_channels: list[int],
         out_channels: list[int],
-        kind: Literal["in_silu", "bn_relu"],
+        kind: str,
         zero_init: bool,
     ):
         super().__init__()

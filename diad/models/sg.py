@@ -9,13 +9,13 @@ initialisation SD + SG computes exactly the plain SD UNet.
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 from torch import nn
 
+from diad.models.config import SGConfig
 from diad.models.sff import SFF
 
 
@@ -54,13 +54,10 @@ class SGNetwork(nn.Module):
     def __init__(
         self,
         unet: UNet2DConditionModel,
-        hint_channels: list[int],
-        sg_middle: bool,
-        sg_levels: list[str],
-        sff: Literal["none", "in_silu", "bn_relu"] = "none",
-        sff_wiring: Literal["learnable", "authors"] = "learnable",
+        cfg: SGConfig,
     ):
         super().__init__()
+        sg_middle, sg_levels, sff = cfg.middle, cfg.levels, cfg.sff
         self.conv_in = copy.deepcopy(unet.conv_in)
         self.time_proj = copy.deepcopy(unet.time_proj)
         self.time_embedding = copy.deepcopy(unet.time_embedding)
@@ -70,13 +67,13 @@ class SGNetwork(nn.Module):
         self.hint = ControlNetConditioningEmbedding(
             conditioning_embedding_channels=unet.config.block_out_channels[0],
             conditioning_channels=3,
-            block_out_channels=tuple(hint_channels),
+            block_out_channels=tuple(cfg.hint_channels),
         )
         channels = encoder_channels(unet)
         levels = level_indices(unet)
         self.sgeb3, self.sgeb4 = levels["sgeb3"], levels["sgeb4"]
         self.inject = sorted(i for name in sg_levels for i in levels[name])
-        self.wiring = sff_wiring if sff != "none" else None
+        self.wiring = cfg.sff_wiring if sff != "none" else None
         zero_conv_at = set(self.inject) | (set(self.sgeb3) if self.wiring == "authors" else set())
         self.zero_convs = nn.ModuleDict({str(i): zero_conv(channels[i]) for i in sorted(zero_conv_at)})
         self.mid_zero_conv = zero_conv(channels[-1]) if sg_middle else None

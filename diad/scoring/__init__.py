@@ -1,10 +1,20 @@
 """Anomaly scoring: frozen ImageNet backbones, pixel anomaly maps, image scores (spec section 1.8-1.9)."""
 
-from diad.scoring.anomaly_map import DEFAULT_SIGMA, anomaly_maps, gaussian_blur
-from diad.scoring.backbones import BACKBONES, DEFAULT_BACKBONE, DEFAULT_LAYERS, FeatureExtractor, load_backbone
-from diad.scoring.image_score import DEFAULT_RULE, DEFAULT_TOPK, SCORE_RULES, image_scores
+from diad.lazy import lazy_exports
 
-__all__ = [
-    "BACKBONES", "DEFAULT_BACKBONE", "DEFAULT_LAYERS", "DEFAULT_RULE", "DEFAULT_SIGMA", "DEFAULT_TOPK",
-    "FeatureExtractor", "SCORE_RULES", "anomaly_maps", "gaussian_blur", "image_scores", "load_backbone",
-]
+_EXPORTS = {
+    "DEFAULT_SIGMA": "diad.scoring.anomaly_map",
+    "anomaly_maps": "diad.scoring.anomaly_map",
+    "gaussian_blur": "diad.scoring.anomaly_map",
+    "BACKBONES": "diad.scoring.backbones",
+    "DEFAULT_BACKBONE": "diad.scoring.backbones",
+    "DEFAULT_LAYERS": "diad.scoring.backbones",
+    "FeatureExtractor": "diad.scoring.backbones",
+    "load_backbone": "diad.scoring.backbones",
+    "DEFAULT_RULE": "diad.scoring.image_score",
+    "DEFAULT_TOPK": "diad.scoring.image_score",
+    "SCORE_RULES": "diad.scoring.image_score",
+    "image_scores": "diad.scoring.image_score",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,12 +1,16 @@
-"""`diad-sweep`: launch, resume, status, ls and report for Ray Tune sweeps."""
+"""`diad-sweep`: launch, resume, status and ls for Ray Tune sweeps, plus the commands of installed plugins.
+
+Plugins register click commands under the entry-point group `diad_sweep.commands` (pyproject.toml); the
+`report` command is one, from the `analysis` package. They load only when named, so the sweep layer never
+imports analysis (layers point one way) and `diad-sweep --help` stays fast.
+"""
 
 from __future__ import annotations
-
-import contextlib
 
 import json
 import os
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -38,7 +42,26 @@ def _print_summary(summary: dict) -> None:
         click.echo(f"trial error: {err}", err=True)
 
 
-@click.group()
+PLUGIN_GROUP = "diad_sweep.commands"
+
+
+class PluginGroup(click.Group):
+    """A click group whose extra commands come from entry points, loaded on first use."""
+
+    def _plugins(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in self._plugins():
+            command = self._plugins()[name].load()
+        return command
+
+
+@click.group(cls=PluginGroup)
 def main() -> None:
     """Ablation sweeps of DiAD on Ray Tune; results land in <storage>/results as Parquet."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,27 +126,6 @@ def ls(storage):
     for r in rows:
         pending = "?" if r["pending"] is None else r["pending"]
         click.echo(f"{r['sweep_id']:24} {r['ok']:>5} {r['failed']:>6} {pending:>7} {r['trainings_cached']:>9}")
-
-
-@main.command()
-@click.argument("run")
-@click.option("--out", default=None, help="Report folder (default <storage>/reports/RUN).")
-@click.option("--predict", "predict_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Folder of `diad predict` panels to show as a gallery.")
-@_storage
-def report(run, out, predict_dir, storage):
-    """Tables, plots and an HTML report for sweep RUN (the analysis package); works while RUN is still running."""
-    from analysis.report import main_report  # imported lazily: analysis is optional for running sweeps
-
-    from diad.sweep.runner import storage_root, sweep_status
-
-    root = storage_root(storage)
-    expected = None
-    with contextlib.suppress(Exception):  # RUN may be a results path rather than a sweep id: no trial count then
-        status = sweep_status(run, root)
-        if status.get("pending") is not None:
-            expected = status["ok"] + status["failed"] + status["pending"]
-    click.echo(str(_run(main_report, run, out, root, predict_dir, expected)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from diad.errors import DiadError
-from diad.sweep.keys import apply_overrides, run_hashes
+from diad.overrides import apply_overrides
+from diad.sweep.backend import Backend
+from diad.sweep.keys import SEED_KEYS, run_hashes
 from diad.sweep.spec import RUN_SECTIONS, SpecSource, SweepSpec
 
 _SOURCE = "<sweep-run>"  # placeholder source name in core errors, replaced by the spec location
@@ -36,27 +38,26 @@ def with_absolute_paths(spec: SweepSpec) -> SweepSpec:
     return spec.model_copy(update={"base": base, "arms": arms, "axes": axes})
 
 
-def validate_run(core, base: dict, overrides: dict[str, Any], locate=None, where: dict[str, tuple] | None = None):
-    """base + dotted overrides -> the core's RunConfig. Errors point at the override (or base key) at fault.
+def validate_run(backend: Backend, base: dict, overrides: dict[str, Any], locate=None, where: dict[str, tuple] | None = None):
+    """base + dotted overrides -> the backend's RunConfig. Errors point at the override (or base key) at fault.
 
     `where` maps an override key to its spec path; `locate` turns a spec path into "file:line".
     """
     try:
-        return core.build(apply_overrides(base, overrides), _SOURCE)
+        return backend.build(apply_overrides(base, overrides), _SOURCE)
     except DiadError as e:
         text = str(e).replace(f"{_SOURCE}: ", "", 1)
         if locate is None:
-            raise DiadError(f"sweep trial {overrides}: {text}") from None
-        key = text.split(": ", 1)[0] if ": " in text else ""
-        parts = key.split(".")
+            raise DiadError(f"sweep trial {overrides}: {text}", key=e.key) from None
+        parts = (e.key or "").split(".")
         candidates = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
         origin = next((where[k] for k in candidates if k in (where or {})), None)
-        raise DiadError(f"{locate(origin or ('base', *parts))}: {text}") from None
+        raise DiadError(f"{locate(origin or ('base', *parts))}: {text}", key=e.key) from None
 
 
-def run_keys(core, run_cfg) -> dict[str, str]:
-    """train_hash, eval_hash, run_key, config_hash of a RunConfig (the core decides what is hashed)."""
-    train_part, eval_part = core.parts(run_cfg)
+def run_keys(backend: Backend, run_cfg) -> dict[str, str]:
+    """train_hash, eval_hash, run_key, config_hash of a RunConfig (the backend decides what is hashed)."""
+    train_part, eval_part = backend.parts(run_cfg)
     return run_hashes(train_part, eval_part)
 
 
@@ -98,7 +99,7 @@ def _label(arm: str, values: list[tuple[str, Any]], seed: int, n_seeds: int) -> 
     return " ".join(parts) or "base"
 
 
-def grid_points(spec: SweepSpec, source: SpecSource, core) -> list[Point]:
+def grid_points(spec: SweepSpec, source: SpecSource, backend: Backend) -> list[Point]:
     """Every arm x grid-axis combination x seed, each validated as a RunConfig (errors name file:line)."""
     grid = [(k, v) for k, v in spec.axes.items() if isinstance(v, list)]
     points = []
@@ -108,11 +109,11 @@ def grid_points(spec: SweepSpec, source: SpecSource, core) -> list[Point]:
                 sets, origin = dict(arm_sets), dict(where)
                 for (key, _), (i, value) in zip(grid, combo):
                     sets[key], origin[key] = value, ("axes", key, i)
-                for key in ("train.seed", "eval.seed"):
+                for key in SEED_KEYS:
                     sets[key], origin[key] = seed, ("seeds", s)
-                run_cfg = validate_run(core, spec.base, sets, source.locate, origin)
+                run_cfg = validate_run(backend, spec.base, sets, source.locate, origin)
                 label = _label(arm, [(k, sets[k]) for k, _ in grid], seed, len(spec.seeds))
-                points.append(Point(label, sets, run_cfg.model_dump(mode="json"), run_keys(core, run_cfg)))
+                points.append(Point(label, sets, run_cfg.model_dump(mode="json"), run_keys(backend, run_cfg)))
     return points
 
 

@@ -1,6 +1,6 @@
 """Result rows and Parquet files: one file per trial, under results/sweep_id=<id>/, written atomically.
 
-The schema is docs/results-schema.md. Config columns (`data.*`, `model.*`, `train.*`, `eval.*`) are typed
+The schema is diad/schema.py (docs/results-schema.md). Config columns (`data.*`, `model.*`, `train.*`, `eval.*`) are typed
 from the RunConfig field annotations, so a None in one file and a value in another still read as one column.
 """
 
@@ -24,27 +24,14 @@ from pydantic import BaseModel
 
 from diad.io import atomic_file
 from diad.machine import cpu_model
+from diad.sweep.layout import results_dir
+from diad.schema import COLUMNS, KEY_COLUMNS, METRICS
 
-METRICS = (
-    "image_auroc", "image_ap", "image_f1max",
-    "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy",
-)
-PROTOCOL_KEYS = ("resolution", "mask_rule", "score_rule", "pro_definition")
 _S, _F, _I, _B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
-
-# Every column but the config values, in file order (config columns follow `eval_hash`).
-RESULT_COLUMNS: dict[str, pa.DataType] = {
-    "trial_id": _S, "run_key": _S, "config_hash": _S, "train_hash": _S, "eval_hash": _S,
-    "category": _S, "n_test_images": _I,
-    **{m: _F for m in METRICS},
-    "status": _S, "error": _S,
-    "train_wall_s": _F, "eval_wall_s": _F, "train_images_per_s": _F, "eval_images_per_s": _F,
-    "peak_mem_mb": _F, "train_cached": _B, "recon_cached": _B, "backbone_weights": _S,
-    "git_sha": _S, "git_dirty": _B, "versions": _S, "hardware": _S,
-    "protocol.resolution": _I, "protocol.mask_rule": _S, "protocol.score_rule": _S, "protocol.pro_definition": _S,
-    "finished_at": pa.timestamp("us", tz="UTC"),
-}
-_KEYS = ("trial_id", "run_key", "config_hash", "train_hash", "eval_hash")
+ARROW_TYPES: dict[str, pa.DataType] = {"string": _S, "float": _F, "int": _I, "bool": _B,
+                                       "timestamp": pa.timestamp("us", tz="UTC")}
+# Every column but the config values, in file order (config columns follow the keys): diad/schema.py.
+RESULT_COLUMNS: dict[str, pa.DataType] = {c.name: ARROW_TYPES[c.kind] for c in COLUMNS}
 VERSIONED = ("diad-sweep", "torch", "torchvision", "diffusers", "timm", "numpy", "ray", "optuna", "pyarrow")
 
 
@@ -79,9 +66,9 @@ def config_columns(model: type[BaseModel], prefix: str = "") -> dict[str, pa.Dat
 
 def schema_for(run_config_cls: type[BaseModel]) -> pa.Schema:
     """Full file schema: keys, config columns, then the rest of RESULT_COLUMNS."""
-    cols = {k: RESULT_COLUMNS[k] for k in _KEYS}
+    cols = {k: RESULT_COLUMNS[k] for k in KEY_COLUMNS}
     cols.update(config_columns(run_config_cls))
-    cols.update({k: v for k, v in RESULT_COLUMNS.items() if k not in _KEYS})
+    cols.update({k: v for k, v in RESULT_COLUMNS.items() if k not in KEY_COLUMNS})
     return pa.schema(list(cols.items()))
 
 
@@ -144,11 +131,6 @@ def _is_uri(root: str) -> bool:
     return "://" in root
 
 
-def results_dir(storage: str, sweep_id: str) -> str:
-    """Where one sweep's result files live: <storage>/results/sweep_id=<id>."""
-    return f"{storage.rstrip('/')}/results/sweep_id={sweep_id}"
-
-
 def write_rows(storage: str, sweep_id: str, run_key: str, rows: list[dict], schema: pa.Schema) -> str:
     """Write one trial's rows as <run_key>.parquet; a reader never sees a partial file."""
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -205,7 +187,7 @@ def make_rows(schema: pa.Schema, keys: dict[str, str], flat_cfg: dict[str, Any],
     `info` holds the non-metric columns (status, error, wall times, provenance, protocol.*).
     """
     common = {**keys, **config_cells(flat_cfg, schema)}
-    common.update({k: info.get(k) for k in RESULT_COLUMNS if k not in _KEYS and k not in METRICS})
+    common.update({k: info.get(k) for k in RESULT_COLUMNS if k not in KEY_COLUMNS and k not in METRICS})
     common["finished_at"] = common.get("finished_at") or now_utc()
     categories = per_category or {"mean": {}}
     rows = []

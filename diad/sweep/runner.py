@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -17,44 +16,26 @@ from ray.tune.search.optuna import OptunaSearch
 
 from diad.errors import DiadError
 from diad.sweep import results
+from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
+from diad.sweep.keys import SEED_KEYS
+from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct, grid_points, interleave_by_training, with_absolute_paths
 from diad.sweep.spec import Distribution, SweepSpec, load_spec
 from diad.sweep.trainable import DONE_FILE, SweepContext, run_trial
 
-META_FILE = "sweep.json"
-DEFAULT_CORE = "diad.sweep.core"
-
-
-def storage_root(storage: str | None) -> str:
-    """Absolute local path (trials run in their own cwd) or a URI kept as given; default ./runs."""
-    storage = storage or os.environ.get("DIAD_SWEEP_STORAGE") or "runs"
-    return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
 
 
 def write_meta(storage: str, sweep_id: str, meta: dict) -> None:
-    """Save what `resume` needs (the resolved spec, core, cache dir) beside the Tune experiment."""
+    """Save what `resume` needs (the resolved spec, backend, cache dir) beside the Tune experiment."""
     if "://" not in storage:
         from diad.io import atomic_write_text
 
         atomic_write_text(Path(storage) / sweep_id / META_FILE, json.dumps(meta, indent=1, default=str))
         return
-    fs, path = _fs(f"{storage}/{sweep_id}")
+    fs, path = filesystem(f"{storage}/{sweep_id}")
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{META_FILE}") as f:
         f.write(json.dumps(meta, indent=1, default=str).encode())
-
-
-def read_meta(storage: str, sweep_id: str) -> dict:
-    fs, path = _fs(f"{storage}/{sweep_id}/{META_FILE}")
-    try:
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read().decode())
-    except (FileNotFoundError, OSError):
-        raise DiadError(f"{storage}/{sweep_id}: no sweep there (no {META_FILE}); `diad-sweep ls` lists sweeps") from None
 
 
 def _cache_dir(storage: str, sweep_id: str, cache_dir: str | None) -> str:
@@ -82,7 +63,7 @@ def param_space(spec: SweepSpec, points: list[Point]) -> dict:
         return space | ({"sample": sampled} if sampled else {})
     grid = {k: tune.choice(a) for k, a in spec.axes.items() if isinstance(a, list)}
     seed = spec.seeds[0]
-    space = {"sample": {**sampled, **grid, "train.seed": seed, "eval.seed": seed}}
+    space = {"sample": {**sampled, **grid, **{key: seed for key in SEED_KEYS}}}
     return space | ({"arm": tune.choice(list(range(len(spec.arms))))} if spec.arms else {})
 
 
@@ -167,10 +148,10 @@ def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus:
         print(f"Ray dashboard: http://{url}  ({note}; remote: ssh -L {port}:localhost:{port} this-host)", flush=True)
 
 
-def _context(spec: SweepSpec, storage: str, cache_dir: str, core: str) -> SweepContext:
+def _context(spec: SweepSpec, storage: str, cache_dir: str, backend: Backend) -> SweepContext:
     sha, dirty = results.git_state()
     return SweepContext(sweep_id=spec.name, storage=storage, cache_dir=cache_dir, base=spec.base,
-                        arms=spec.arms, cpus=spec.resources.cpu, core=core, git_sha=sha, git_dirty=dirty)
+                        arms=spec.arms, cpus=spec.resources.cpu, backend=backend, git_sha=sha, git_dirty=dirty)
 
 
 def _trainable(ctx: SweepContext, spec: SweepSpec):
@@ -189,15 +170,18 @@ def _run_config(spec: SweepSpec, storage: str, total: int | None, verbose: int) 
 
 def launch(spec_path: str, overrides: list[str] | None = None, storage: str | None = None,
            cache_dir: str | None = None, address: str | None = None, dashboard: bool = True,
-           dashboard_host: str = "127.0.0.1", num_cpus: int | None = None, verbose: int = 0) -> dict:
-    """Run a sweep; finished runs (an "ok" result file with the same run_key) are skipped. Returns a summary."""
+           dashboard_host: str = "127.0.0.1", num_cpus: int | None = None, verbose: int = 0,
+           backend: Backend | None = None) -> dict:
+    """Run a sweep; finished runs (an "ok" result file with the same run_key) are skipped. Returns a summary.
+
+    `backend` is the core the trials call (default: DiadBackend, the real one).
+    """
+    backend = backend or DiadBackend()
     spec, source = load_spec(spec_path, overrides)
     spec = with_absolute_paths(spec)
-    core_name = os.environ.get("DIAD_SWEEP_CORE", DEFAULT_CORE)
-    core = importlib.import_module(core_name)
     storage = storage_root(storage)
     cache = _cache_dir(storage, spec.name, cache_dir)
-    points = interleave_by_training(grid_points(spec, source, core))
+    points = interleave_by_training(grid_points(spec, source, backend))
     status = results.run_status(storage, spec.name)
     grid_only = spec.search.algorithm == "grid"
     # sampled searches draw new configs each launch; a trial whose run_key is already done skips itself
@@ -206,16 +190,16 @@ def launch(spec_path: str, overrides: list[str] | None = None, storage: str | No
     print(f"sweep {spec.name}: {len(points)} grid points, {n_train} distinct trainings; "
           f"{len(points) - len(pending)} already finished", flush=True)
     for cfg in distinct(pending, "data"):
-        core.prepare(core.RunConfig.model_validate(cfg))  # generate embedded data once, not in each trial
+        backend.prepare(backend.config_class.model_validate(cfg))  # generate embedded data once, not in each trial
     meta = {"spec": spec.model_dump(mode="json"), "spec_path": str(Path(spec_path).resolve()),
-            "overrides": overrides or [], "core": core_name, "cache_dir": cache, "storage": storage,
+            "overrides": overrides or [], "backend": backend_path(backend), "cache_dir": cache, "storage": storage,
             "n_points": len(points) if grid_only else None, "created": time.time()}
     write_meta(storage, spec.name, meta)
     summary = {"sweep_id": spec.name, "storage": storage, "points": len(points), "trainings": n_train}
     if grid_only and not pending:
         return summary | {"ran": 0, "wall_s": 0.0}
     connect(address, dashboard, dashboard_host, num_cpus)
-    ctx = _context(spec, storage, cache, core_name)
+    ctx = _context(spec, storage, cache, backend)
     total = len(pending) if grid_only else None
     tuner = tune.Tuner(_trainable(ctx, spec), param_space=param_space(spec, pending),
                        tune_config=_tune_config(spec), run_config=_run_config(spec, storage, total, verbose))
@@ -232,17 +216,20 @@ def _fit(tuner) -> dict:
 
 
 def resume(sweep_id: str, storage: str | None = None, address: str | None = None, dashboard: bool = True,
-           dashboard_host: str = "127.0.0.1", num_cpus: int | None = None) -> dict:
-    """Continue an interrupted sweep from Tune's experiment state: finished trials stay, the rest resume."""
+           dashboard_host: str = "127.0.0.1", num_cpus: int | None = None, backend: Backend | None = None) -> dict:
+    """Continue an interrupted sweep from Tune's experiment state: finished trials stay, the rest resume.
+
+    `backend` defaults to the one the sweep was launched with (saved in sweep.json).
+    """
     storage = storage_root(storage)
     meta = read_meta(storage, sweep_id)
     spec = SweepSpec.model_validate(meta["spec"])
     path = f"{storage}/{sweep_id}"
     if not tune.Tuner.can_restore(path):
         raise DiadError(f"{path}: no Tune experiment state to resume; run `diad-sweep launch` again instead")
-    importlib.import_module(meta["core"])
+    backend = backend or backend_from_path(meta["backend"])
     connect(address, dashboard, dashboard_host, num_cpus)
-    ctx = _context(spec, storage, meta["cache_dir"], meta["core"])
+    ctx = _context(spec, storage, meta["cache_dir"], backend)
     tuner = tune.Tuner.restore(path, trainable=_trainable(ctx, spec), resume_errored=True)
     return {"sweep_id": sweep_id, "storage": storage} | _fit(tuner)
 
@@ -260,14 +247,14 @@ def sweep_status(sweep_id: str, storage: str | None = None) -> dict:
     n = meta.get("n_points")
     return {"sweep_id": sweep_id, "ok": ok, "failed": failed,
             "pending": None if n is None else max(n - ok - failed, 0), "points": n,
-            "trainings_cached": trainings, "results": results.results_dir(storage, sweep_id),
+            "trainings_cached": trainings, "results": results_dir(storage, sweep_id),
             "resumable": tune.Tuner.can_restore(f"{storage}/{sweep_id}")}
 
 
 def list_sweeps(storage: str | None = None) -> list[dict]:
     """Every sweep under the storage root (a directory holding sweep.json)."""
     storage = storage_root(storage)
-    fs, path = _fs(storage)
+    fs, path = filesystem(storage)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     out = []
     for info in sorted(infos, key=lambda i: i.path):

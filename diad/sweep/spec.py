@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from diad.errors import DiadError
+from diad.errors import DiadError, validation_error
+from diad.overrides import parse_overrides, set_path
 
 RUN_SECTIONS = ("data", "model", "train", "eval")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -71,13 +69,13 @@ class SweepSpec(_Strict):
 
     `arms` are named bundles of dotted overrides (`{name: ldm, model.variant: ldm}`); `axes` map a dotted
     config key to grid values or a Distribution; each seed sets both train.seed and eval.seed;
-    `profiles.<name>` holds dotted overrides of this spec, applied by `profile=<name>` (before the CLI's).
+    `presets.<name>` holds dotted overrides of this spec, applied by `preset=<name>` (before the CLI's).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    profile: str = "cpu"
-    profiles: dict[str, dict[str, Any]] = {}
+    preset: str | None = None
+    presets: dict[str, dict[str, Any]] = {}
     base: dict[str, Any]
     arms: list[dict[str, Any]] = []
     axes: dict[str, Union[list[Any], Distribution]] = {}
@@ -141,37 +139,17 @@ def _node_lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
 
 
 def override_path(key: str) -> tuple:
-    """CLI/profile key -> spec path: `train.lr` -> base.train.lr; `axes.model.variant` keeps the axis name."""
+    """CLI/preset key -> spec path: `train.lr` -> base.train.lr; `axes.model.variant` keeps the axis name."""
     if key.startswith("axes."):
         return ("axes", key[len("axes."):])
     parts = tuple(key.split("."))
     return ("base",) + parts if parts[0] in RUN_SECTIONS else parts
 
 
-def _set(raw: dict, path: tuple, value: Any) -> None:
-    node = raw
-    for part in path[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[path[-1]] = value
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """["train.epochs=3", "profile=gpu"] -> {key: YAML-parsed value}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_.]+", key):
-            raise DiadError(f"override {item!r}: expected key=value, e.g. train.epochs=3 or profile=gpu")
-        out[key] = yaml.safe_load(value) if value else ""
-    return out
-
-
 def _apply(raw: dict, source: SpecSource, overrides: dict[str, Any], origin: str) -> None:
     for key, value in overrides.items():
         path = override_path(key)
-        _set(raw, path, value)
+        set_path(raw, path, value)
         source.origins[path] = origin
 
 
@@ -205,56 +183,21 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Swe
     source = SpecSource(str(path), _node_lines(node) if node is not None else {})
     raw.setdefault("name", path.stem)
     cli = parse_overrides(overrides or [])
-    profile = cli.get("profile", raw.get("profile", "cpu"))
-    profiles = raw.get("profiles") or {}
-    if profile in profiles:
-        prof = profiles[profile] or {}
-        for key in prof:
-            _apply(raw, source, {key: prof[key]}, source.locate(("profiles", profile, key)))
-    elif profile != "cpu":
-        where = source.locate(("profile",)) if "profile" not in cli else "command line"
-        raise DiadError(f"{where}: profile {profile!r} is not defined; allowed: cpu, {', '.join(profiles)}")
+    preset = cli.get("preset", raw.get("preset"))
+    presets = raw.get("presets") or {}
+    if preset in presets:
+        values = presets[preset] or {}
+        for key in values:
+            _apply(raw, source, {key: values[key]}, source.locate(("presets", preset, key)))
+    elif preset is not None:
+        where = source.locate(("preset",)) if "preset" not in cli else "command line"
+        allowed = ", ".join(presets) or "none (this spec defines no presets)"
+        raise DiadError(f"{where}: preset {preset!r} is not defined; allowed: {allowed}", key="preset")
     _refuse_swept_overrides(raw, cli)
     for key, value in cli.items():
         _apply(raw, source, {key: value}, f"command line ({key}={value!r})")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise DiadError(explain(e, SweepSpec, source.locate)) from None
+        raise validation_error(e, SweepSpec, source.locate) from None
     return spec, source
-
-
-def _allowed_keys(model: type, loc: tuple) -> list[str] | None:
-    """Field names of the pydantic model reached by following `loc` from `model`."""
-    for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        model = _model_in(model.model_fields[part].annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return None
-
-
-def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside `X | None`, or the annotation itself."""
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                return arg
-    return annotation
-
-
-def explain(err: ValidationError, model: type, locate, prefix: tuple = ()) -> str:
-    """One line: `file:line: dotted.key: problem; allowed: ...` for the first error (+ count of others)."""
-    errors = err.errors()
-    first = errors[0]
-    loc = tuple(first["loc"])
-    key = ".".join(str(p) for p in prefix + loc) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1])
-        msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-    elif first["type"] == "missing":
-        msg = "required key is missing"
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return f"{locate(prefix + loc)}: {key}: {msg}{more}"

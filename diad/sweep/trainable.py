@@ -2,14 +2,13 @@
 
 Training is cached under a content hash of the training-time config: the first trial that needs a checkpoint
 trains it while holding a file lock on the hash; the others wait on the lock and reuse it. Reconstructions are
-cached by the core per (checkpoint, T, DDIM steps, seed); a second lock keeps two trials from computing the
+cached by the core per (checkpoint, reconstruction settings); a second lock keeps two trials from computing the
 same reconstructions at once, so backbone and layer axes only cost feature extraction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import resource
@@ -22,9 +21,12 @@ from typing import Any
 from filelock import FileLock, Timeout
 from ray import tune
 
+from diad.hashing import json_hash
 from diad.io import atomic_write_text
+from diad.overrides import flatten
+from diad.schema import MEAN_CATEGORY, METRICS, PROTOCOL_KEYS
 from diad.sweep import results
-from diad.sweep.keys import content_hash, flatten, recon_key
+from diad.sweep.backend import Backend, DiadBackend
 from diad.sweep.plan import run_keys, validate_run
 
 DONE_FILE = "sweep-train.json"
@@ -40,7 +42,7 @@ class SweepContext:
     base: dict
     arms: list[dict] = field(default_factory=list)
     cpus: float = 1.0
-    core: str = "diad.sweep.core"
+    backend: Backend | None = None  # None: the real core (DiadBackend)
     git_sha: str | None = None
     git_dirty: bool | None = None
 
@@ -115,7 +117,7 @@ class _Reporter:
     """Every report carries the same keys (NaN until known): searchers and schedulers read them on each result."""
 
     def __init__(self) -> None:
-        self.last: dict[str, Any] = {"train_loss": float("nan"), **{m: float("nan") for m in results.METRICS}}
+        self.last: dict[str, Any] = {"train_loss": float("nan"), **{m: float("nan") for m in METRICS}}
 
     def on_checkpoint(self, out_dir: Path):
         """on_checkpoint callback for the core: hand each training checkpoint to Tune (a retry resumes from it)."""
@@ -131,8 +133,8 @@ class _Reporter:
 
     def final(self, rows: list[dict], **extra: Any) -> None:
         """The last report: the "mean" row's metrics and the trial's status."""
-        mean = next((r for r in rows if r["category"] == "mean"), rows[0])
-        self.last.update({m: mean[m] for m in results.METRICS})
+        mean = next((r for r in rows if r["category"] == MEAN_CATEGORY), rows[0])
+        self.last.update({m: mean[m] for m in METRICS})
         tune.report({**self.last, "phase": "done", "status": mean["status"], "run_key": mean["run_key"], **extra})
 
 
@@ -151,7 +153,7 @@ def _waiting_lock(path: Path, what: str):
         lock.release()
 
 
-def train_cached(core, run_cfg, train_hash: str, cache_dir: Path, reporter: _Reporter) -> tuple[dict, bool]:
+def train_cached(backend: Backend, run_cfg, train_hash: str, cache_dir: Path, reporter: _Reporter) -> tuple[dict, bool]:
     """Train once per training config; returns (training record, reused?). Waits if another trial trains it."""
     out_dir = cache_dir / "train" / train_hash
     done = out_dir / DONE_FILE
@@ -164,78 +166,76 @@ def train_cached(core, run_cfg, train_hash: str, cache_dir: Path, reporter: _Rep
         _restore_tune_checkpoint(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "sweep-owner.txt", f"pid {os.getpid()} host {os.uname().nodename}\n")
-        res = core.train(run_cfg, out_dir, cache_dir, on_checkpoint=reporter.on_checkpoint(out_dir))
+        res = backend.train(run_cfg, out_dir, cache_dir, on_checkpoint=reporter.on_checkpoint(out_dir))
         record = {
             "checkpoint_rel": os.path.relpath(res.checkpoint_dir, out_dir),
             "wall_s": float(res.wall_s), "images_per_s": float(res.images_per_s),
-            "peak_mem_mb": float(getattr(res, "peak_mem_mb", 0.0) or 0.0), "steps": int(res.steps),
+            "peak_mem_mb": float(res.peak_mem_mb), "steps": int(res.steps),
         }
         atomic_write_text(done, json.dumps(record, indent=1))
     return record, False
 
 
-def evaluate_locked(core, checkpoint_dir: Path, run_cfg, cfg: dict, train_hash: str, cache_dir: Path):
+def evaluate_locked(backend: Backend, checkpoint_dir: Path, run_cfg, cache_dir: Path):
     """Evaluate under a lock on the reconstruction key, so equal reconstructions are computed once."""
-    lock = cache_dir / "locks" / f"recon-{recon_key(cfg, train_hash)}.lock"
+    lock = cache_dir / "locks" / f"recon-{backend.recon_key(checkpoint_dir, run_cfg)}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with _waiting_lock(lock, "reconstructions of the same checkpoint, T, DDIM steps and seed"):
-        return core.evaluate(checkpoint_dir, run_cfg, cache_dir)
+    with _waiting_lock(lock, "reconstructions of the same checkpoint and reconstruction settings"):
+        return backend.evaluate(checkpoint_dir, run_cfg, cache_dir)
 
 
 def run_trial(config: dict, ctx: SweepContext) -> None:
     """Tune function trainable: train (cached), evaluate, write this trial's Parquet, report the mean metrics."""
     _limit_threads(ctx.cpus)
-    core = importlib.import_module(ctx.core)
+    backend = ctx.backend or DiadBackend()
     _reset_peak_mem()
-    schema = results.schema_for(core.RunConfig)
+    schema = results.schema_for(backend.config_class)
     overrides = trial_overrides(config, ctx)
     reporter = _Reporter()
     info: dict[str, Any] = {
         "git_sha": ctx.git_sha, "git_dirty": ctx.git_dirty,
         "versions": results.package_versions(),
     }
-    keys = {"trial_id": tune.get_context().get_trial_id() or "local", "run_key": content_hash(overrides),
+    keys = {"trial_id": tune.get_context().get_trial_id() or "local", "run_key": json_hash(overrides),
             "config_hash": None, "train_hash": None, "eval_hash": None}
     try:
-        run_cfg = validate_run(core, ctx.base, overrides)
+        run_cfg = validate_run(backend, ctx.base, overrides)
     except Exception as exc:  # a sampled value the RunConfig refuses: record it, the sweep goes on
         info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())
         rows = results.make_rows(schema, keys, {}, None, info)
     else:
-        keys.update(run_keys(core, run_cfg))
+        keys.update(run_keys(backend, run_cfg))
         previous = results.read_rows(ctx.storage, ctx.sweep_id, run_key=keys["run_key"])
         if previous.num_rows and "failed" not in previous.column("status").to_pylist():
             reporter.final(previous.to_pylist(), skipped=True)  # finished before a driver restart: no new rows
             return
-        rows = _train_and_evaluate(core, run_cfg, keys, ctx, schema, info, reporter)
+        rows = _train_and_evaluate(backend, run_cfg, keys, ctx, schema, info, reporter)
     hardware = results.hardware()  # now that the core has loaded torch (and seen the GPU, if any)
     rows = [dict(r, hardware=hardware) for r in rows]
     results.write_rows(ctx.storage, ctx.sweep_id, keys["run_key"], rows, schema)
     reporter.final(rows)
 
 
-def _train_and_evaluate(core, run_cfg, keys: dict, ctx: SweepContext, schema, info: dict,
+def _train_and_evaluate(backend: Backend, run_cfg, keys: dict, ctx: SweepContext, schema, info: dict,
                         reporter: _Reporter) -> list[dict]:
     """The trial body; any exception becomes a failed row (a worker that dies is retried by Tune instead)."""
     cache_dir = Path(ctx.cache_dir)
     cfg = run_cfg.model_dump(mode="json")
     _limit_threads(ctx.cpus)  # torch is loaded by now if the core uses it
     try:
-        train, cached = train_cached(core, run_cfg, keys["train_hash"], cache_dir, reporter)
+        train, cached = train_cached(backend, run_cfg, keys["train_hash"], cache_dir, reporter)
         info.update(train_wall_s=train["wall_s"], train_images_per_s=train["images_per_s"], train_cached=cached)
         checkpoint_dir = cache_dir / "train" / keys["train_hash"] / train["checkpoint_rel"]
-        ev = evaluate_locked(core, checkpoint_dir, run_cfg, cfg, keys["train_hash"], cache_dir)
+        ev = evaluate_locked(backend, checkpoint_dir, run_cfg, cache_dir)
     except Exception as exc:
         traceback.print_exc()
         info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())
         return results.make_rows(schema, keys, flatten(cfg), None, info)
-    protocol = dict(getattr(ev, "protocol", {}) or {})
     info.update(
         status="ok", error=None, eval_wall_s=float(ev.wall_s), eval_images_per_s=float(ev.images_per_s),
-        recon_cached=bool(getattr(ev, "recon_cached", False)), backbone_weights=protocol.get("backbone_weights"),
+        recon_cached=ev.recon_cached, backbone_weights=ev.backbone_weights,
         peak_mem_mb=_peak_mem_mb(),  # this trial's peak (the worker may have run earlier trials)
-        **{f"protocol.{k}": protocol.get(k) for k in results.PROTOCOL_KEYS},
+        **{f"protocol.{k}": ev.protocol.get(k) for k in PROTOCOL_KEYS},
     )
-    per_category = {c: {**m, "n_test_images": getattr(ev, "n_images", {}).get(c, m.get("n_test_images"))}
-                    for c, m in ev.per_category.items()}
+    per_category = {c: {**m, "n_test_images": ev.n_images.get(c)} for c, m in ev.per_category.items()}
     return results.make_rows(schema, keys, flatten(cfg), per_category, info)

@@ -1,10 +1,17 @@
 """Training: the autoencoder stage (cached by content) and the denoiser trainer (exactly resumable)."""
 
-from diad.train.autoencoder import autoencoder_key, ensure_autoencoder, train_autoencoder
-from diad.train.batches import load_images_uint8, load_split
-from diad.train.denoiser import DenoiserResult, OnCheckpoint, total_steps, train_denoiser
+from diad.lazy import lazy_exports
 
-__all__ = [
-    "DenoiserResult", "OnCheckpoint", "autoencoder_key", "ensure_autoencoder", "load_images_uint8", "load_split",
-    "total_steps", "train_autoencoder", "train_denoiser",
-]
+_EXPORTS = {
+    "ensure_autoencoder": "diad.train.autoencoder",
+    "train_autoencoder": "diad.train.autoencoder",
+    "load_images_uint8": "diad.train.batches",
+    "DecodedSplit": "diad.train.batches",
+    "decode_split": "diad.train.batches",
+    "DenoiserResult": "diad.train.denoiser",
+    "OnCheckpoint": "diad.train.denoiser",
+    "total_steps": "diad.train.denoiser",
+    "train_denoiser": "diad.train.denoiser",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -16,29 +16,12 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from diad.checkpoint import read_state, save_checkpoint, load_weights
-from diad.config import RunConfig, config_hash
+from diad.config import RunConfig, autoencoder_part
+from diad.hashing import json_hash
 from diad.errors import DiadError
-from diad.models import build_autoencoder, estimate_latent_scale
+from diad.models import autoencoder_for, estimate_latent_scale
 from diad.scoring import load_backbone
 from diad.train.batches import batch_indices, generator, to_float
-
-AE_PARAMS = ("ae_steps", "ae_lr", "ae_batch_size", "ae_kl_weight", "ae_perceptual_weight", "weight_decay", "seed")
-
-
-def autoencoder_key(cfg: RunConfig) -> dict:
-    """What the trained autoencoder depends on: the training data, the AE part of the model, the AE params."""
-    data = cfg.data.model_dump(mode="json")
-    model = cfg.model.model_dump(mode="json")
-    ae_model = {k: v for k, v in model.items() if _is_ae_field(k)}
-    return {"data": data, "model": ae_model, "train": {k: getattr(cfg.train, k) for k in AE_PARAMS}}
-
-
-def _is_ae_field(name: str) -> bool:
-    # the autoencoder's sizes live in model fields named ae_*/vae_*/autoencoder*, plus the shared profile,
-    # pretrained weights dir and latent layout
-    return name.startswith(("ae_", "vae", "autoencoder", "latent")) or name in {"profile", "pretrained_dir",
-                                                                                "image_size"}
-
 
 def _perceptual(extractor: torch.nn.Module, x_hat01: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
     """Mean over layers of the squared distance of unit-normalised features (LPIPS without learned weights)."""
@@ -51,40 +34,40 @@ def _perceptual(extractor: torch.nn.Module, x_hat01: torch.Tensor, x01: torch.Te
 def train_autoencoder(cfg: RunConfig, images: torch.Tensor, device: torch.device,
                       progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """Train/fine-tune the autoencoder on uint8 images (N,3,H,W); returns (vae on CPU, metrics)."""
-    t = cfg.train
-    vae = build_autoencoder(cfg.model).to(device).train()
+    t, seed = cfg.train.autoencoder, cfg.train.seed
+    vae = autoencoder_for(cfg.model).to(device).train()
     # always the packaged offline backbone: the AE must not depend on the evaluation backbone choice
     extractor = load_backbone("efficientnet_lite0").to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=t.ae_lr, weight_decay=t.weight_decay)
-    bar = tqdm(range(t.ae_steps), desc="autoencoder", file=sys.stderr, disable=not progress, leave=False)
+    opt = torch.optim.AdamW(vae.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    bar = tqdm(range(t.steps), desc="autoencoder", file=sys.stderr, disable=not progress, leave=False)
     start, loss_ema = time.perf_counter(), None
     for step in bar:
-        idx = batch_indices(len(images), t.ae_batch_size, t.seed, step)
+        idx = batch_indices(len(images), t.batch_size, seed, step)
         x01 = to_float(images[idx], device)
         post = vae.encode(x01 * 2 - 1).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator(t.seed, "ae", step)).to(device)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator(seed, "ae", step)).to(device)
         x_hat01 = (vae.decode(z).sample + 1) / 2
         l1 = (x_hat01 - x01).abs().mean()
-        perc = _perceptual(extractor, x_hat01.clamp(0, 1), x01) if t.ae_perceptual_weight > 0 else torch.zeros(())
+        perc = _perceptual(extractor, x_hat01.clamp(0, 1), x01) if t.perceptual_weight > 0 else torch.zeros(())
         kl = post.kl().mean() / x01[0].numel()  # per pixel, so the weight is resolution-independent
-        loss = l1 + t.ae_perceptual_weight * perc + t.ae_kl_weight * kl
+        loss = l1 + t.perceptual_weight * perc + t.kl_weight * kl
         if not torch.isfinite(loss):
-            raise DiadError(f"autoencoder step {step}: loss is {loss.item()} (not finite); lower train.ae_lr "
-                            f"(now {t.ae_lr})")
+            raise DiadError(f"autoencoder step {step}: loss is {loss.item()} (not finite); lower train.autoencoder.lr "
+                            f"(now {t.lr})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{loss_ema:.4f}", l1=f"{l1.item():.4f}")
     wall = time.perf_counter() - start
-    metrics = {"ae_loss": loss_ema, "ae_wall_s": wall, "ae_steps": t.ae_steps}
+    metrics = {"ae_loss": loss_ema, "ae_wall_s": wall, "ae_steps": t.steps}
     return vae.cpu().eval(), metrics
 
 
 def latent_scale_for(cfg: RunConfig, vae: torch.nn.Module, images: torch.Tensor) -> float:
     """SD's 0.18215 for the pretrained KL-f8; 1/std of the latents for an autoencoder trained from scratch."""
     if cfg.model.pretrained_dir is not None:
-        return cfg.model.latent_scale
+        return cfg.model.autoencoder.latent_scale
     sub = images[torch.randperm(len(images), generator=generator(cfg.train.seed, "scale"))[:64]]
     return estimate_latent_scale(vae, to_float(sub))
 
@@ -95,15 +78,15 @@ def ensure_autoencoder(cfg: RunConfig, images: torch.Tensor, cache_dir: Path, de
 
     Returns (vae, cached, metrics). A file lock makes concurrent trials train it only once.
     """
-    key = autoencoder_key(cfg)
-    path = Path(cache_dir) / "autoencoders" / config_hash(key)
+    key = autoencoder_part(cfg)
+    path = Path(cache_dir) / "autoencoders" / json_hash(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if (path / "state.json").is_file():
-            vae = build_autoencoder(cfg.model, load_pretrained=False)
+            vae = autoencoder_for(cfg.model, load_pretrained=False)
             load_weights(path, vae)
             return vae.eval(), True, read_state(path)["metrics"]
         vae, metrics = train_autoencoder(cfg, images, device, progress)
         metrics["ae_latent_scale"] = latent_scale_for(cfg, vae, images)
-        save_checkpoint(path, vae, key, step=cfg.train.ae_steps, metrics=metrics)
+        save_checkpoint(path, vae, key, step=cfg.train.autoencoder.steps, metrics=metrics)
         return vae, False, metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -58,13 +59,29 @@ def to_float(images_uint8: torch.Tensor, device: torch.device | str = "cpu") -> 
     return images_uint8.to(device).float().div_(255.0)
 
 
-def load_split(samples: list[Sample], image_size: int, batch: int = 32) -> dict:
-    """A split decoded once: images (N,3,H,W) uint8, masks (N,H,W) uint8 {0,1}, labels (N,), categories, paths."""
+@dataclass(frozen=True)
+class DecodedSplit:
+    """A split decoded once: images (N,3,H,W) uint8, masks (N,H,W) uint8 {0,1}, and per-image labels,
+    categories and paths; has_masks tells whether pixel metrics can be computed."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    labels: list[int]
+    categories: list[str]
+    paths: list[str]
+    has_masks: bool
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def decode_split(samples: list[Sample], image_size: int, batch: int = 32) -> DecodedSplit:
+    """Decode every image and mask of `samples` at image_size."""
     loader = DataLoader(AnomalyDataset(samples, image_size), batch_size=batch, num_workers=0)
     images, masks = [], []
     for b in loader:
         images.append((b["image"] * 255.0).round().to(torch.uint8))
         masks.append(b["mask"][:, 0].to(torch.uint8))
-    return {"images": torch.cat(images), "masks": torch.cat(masks),
-            "labels": [s.label for s in samples], "categories": [s.category for s in samples],
-            "paths": [str(s.image_path) for s in samples], "has_masks": has_pixel_masks(samples)}
+    return DecodedSplit(torch.cat(images), torch.cat(masks), [s.label for s in samples],
+                        [s.category for s in samples], [str(s.image_path) for s in samples],
+                        has_pixel_masks(samples))

@@ -1,8 +1,8 @@
-"""A stand-in for the diad core (RunConfig, prepare, train, evaluate) that runs in milliseconds.
+"""A stand-in backend for the diad core (diad.sweep.backend.Backend) that runs in milliseconds.
 
-Sweep tests point DIAD_SWEEP_CORE at this module; Ray workers import it by name (conftest puts tests/ on
-PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from) and
-`recon/computed.txt` (one line per reconstruction actually computed).
+Sweep tests pass `FakeBackend()` to runner.launch; Ray workers unpickle it by module name (conftest puts
+tests/ on PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from)
+and `recon/computed.txt` (one line per reconstruction actually computed).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import os
 import signal
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from diad.errors import DiadError
+from diad.errors import validation_error
+from diad.pipeline.records import EvalResult, TrainResult
 
 
 class _S(BaseModel):
@@ -61,25 +61,35 @@ class RunConfig(_S):
     eval: EvalConfig = EvalConfig()
 
 
-def build(raw: dict, source: str) -> RunConfig:
-    """Like diad.config.build_run_config: one-line DiadError 'source: key: problem'."""
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise DiadError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+class FakeBackend:
+    config_class = RunConfig
+
+    def build(self, raw: dict, source: str) -> RunConfig:
+        """Like diad.config.build_run_config: one-line DiadError 'source: key: problem'."""
+        try:
+            return RunConfig.model_validate(raw)
+        except ValidationError as e:
+            raise validation_error(e, RunConfig, source) from None
+
+    def parts(self, run_cfg: RunConfig) -> tuple[dict, dict]:
+        dump = run_cfg.model_dump(mode="json")
+        return {k: dump[k] for k in ("data", "model", "train")}, {"eval": dump["eval"]}
+
+    def prepare(self, run_cfg: RunConfig) -> None:
+        pass
+
+    def recon_key(self, checkpoint_dir: Path, run_cfg: RunConfig) -> str:
+        ev = run_cfg.eval
+        return f"{Path(checkpoint_dir).parent.name}-{ev.forward_steps}-{ev.ddim_steps}-{ev.seed}"
+
+    def train(self, run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None) -> TrainResult:
+        return _train(run_cfg, out_dir, on_checkpoint)
+
+    def evaluate(self, checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path) -> EvalResult:
+        return _evaluate(self.recon_key(checkpoint_dir, run_cfg), run_cfg, cache_dir)
 
 
-def parts(run_cfg: RunConfig) -> tuple[dict, dict]:
-    dump = run_cfg.model_dump(mode="json")
-    return {k: dump[k] for k in ("data", "model", "train")}, {"eval": dump["eval"]}
-
-
-def prepare(run_cfg: RunConfig) -> None:
-    pass
-
-
-def train(run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None):
+def _train(run_cfg: RunConfig, out_dir: Path, on_checkpoint=None) -> TrainResult:
     """Counts steps, checkpoints a JSON state, resumes from it; raises on a 'broken' data root."""
     if run_cfg.data.root and "broken" in run_cfg.data.root:
         raise OSError(f"cannot identify image file '{run_cfg.data.root}/good/000.png'")
@@ -101,14 +111,13 @@ def train(run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None
         if cfg.kill_at_step == step and not marker.exists():
             marker.write_text("x")
             os.kill(os.getpid(), signal.SIGKILL)
-    return SimpleNamespace(checkpoint_dir=ckpt, steps=cfg.steps, wall_s=time.time() - t0, images_per_s=10.0,
-                           peak_mem_mb=1.0, final_loss=1.0 / cfg.steps, val_loss=None)
+    return TrainResult(checkpoint_dir=ckpt, steps=cfg.steps, wall_s=time.time() - t0, images_per_s=10.0,
+                       peak_mem_mb=1.0, final_loss=1.0 / cfg.steps, val_loss=None, ae_cached=False)
 
 
-def evaluate(checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path):
+def _evaluate(key: str, run_cfg: RunConfig, cache_dir: Path) -> EvalResult:
     """Scores that depend on variant and backbone; reconstructions cached per (checkpoint, T, steps, seed)."""
     ev = run_cfg.eval
-    key = f"{Path(checkpoint_dir).parent.name}-{ev.forward_steps}-{ev.ddim_steps}-{ev.seed}"
     recon_dir = Path(cache_dir) / "recon"
     recon = recon_dir / key
     cached = recon.exists()
@@ -121,6 +130,6 @@ def evaluate(checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path):
     cats = {c: {"image_auroc": base + d, "pixel_auroc": base} for c, d in (("a", 0.01), ("b", -0.01))}
     cats["mean"] = {"image_auroc": base, "pixel_auroc": base}
     protocol = {"resolution": run_cfg.data.image_size, "mask_rule": "> 0", "score_rule": "max",
-                "pro_definition": "fake", "backbone_weights": "packaged"}
-    return SimpleNamespace(per_category=cats, n_images={"a": 4, "b": 4, "mean": 8}, wall_s=0.01,
-                           images_per_s=800.0, recon_cached=cached, protocol=protocol)
+                "pro_definition": "fake"}
+    return EvalResult(per_category=cats, n_images={"a": 4, "b": 4, "mean": 8}, wall_s=0.01, images_per_s=800.0,
+                      recon_cached=cached, backbone_weights="packaged", protocol=protocol)

@@ -1,0 +1,61 @@
+"""Evaluate a checkpoint on its test split: reconstructions (cached), anomaly maps, image scores, metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diad.config import EvalConfig
+from diad.data import MASK_RULE, DataConfig
+from diad.errors import DiadError
+from diad.metrics import PRO_DEFINITION, evaluate_by_category
+from diad.pipeline.device import resolve_device, set_threads_and_seed
+from diad.pipeline.records import EvalResult
+from diad.pipeline.reconstruction import reconstruct_split
+from diad.pipeline.trained import load_run_config_of, resolve_checkpoint
+from diad.scoring import anomaly_maps, image_scores, load_backbone
+from diad.train.batches import DecodedSplit, to_float
+
+
+def score_split(split: DecodedSplit, recons: torch.Tensor, eval_cfg: EvalConfig,
+                device: torch.device) -> tuple[np.ndarray, np.ndarray, str]:
+    """(maps (N,H,W) float32, image scores (N,), backbone weights source) for a split and its reconstructions."""
+    extractor = load_backbone(eval_cfg.backbone, eval_cfg.backbone_weights, eval_cfg.layers,
+                              allow_random=eval_cfg.allow_random_backbone).to(device)
+    maps = []
+    for i in range(0, len(recons), eval_cfg.batch_size):
+        x = to_float(split.images[i:i + eval_cfg.batch_size], device)
+        r = to_float(recons[i:i + eval_cfg.batch_size], device)
+        maps.append(anomaly_maps(extractor, x, r, sigma=eval_cfg.sigma).float().cpu())
+    maps_t = torch.cat(maps)
+    scores = image_scores(maps_t, eval_cfg.score_rule, k=eval_cfg.topk)
+    return maps_t.numpy(), scores.numpy(), extractor.weights_source
+
+
+def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eval_cfg: EvalConfig | None = None,
+             cache_dir: str | Path | None = None, progress: bool = False) -> EvalResult:
+    """Metrics on the TEST split per category and their mean; data/eval default to the checkpoint's config."""
+    t0 = time.perf_counter()
+    checkpoint_dir = resolve_checkpoint(checkpoint_dir)
+    run_cfg = load_run_config_of(checkpoint_dir)
+    data_cfg, eval_cfg = data_cfg or run_cfg.data, eval_cfg or run_cfg.eval
+    if data_cfg.image_size != run_cfg.model.image_size:
+        raise DiadError(f"data.image_size={data_cfg.image_size}: the checkpoint was trained at "
+                        f"{run_cfg.model.image_size} px; evaluate at that size", key="data.image_size")
+    set_threads_and_seed(eval_cfg.num_threads, eval_cfg.recon.seed)
+    device = resolve_device(eval_cfg.device)
+    split, recons, cached = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.recon, cache_dir,
+                                              eval_cfg.batch_size, eval_cfg.device, progress)
+    maps, scores, weights_source = score_split(split, recons, eval_cfg, device)
+    pixel = split.has_masks
+    per_category = evaluate_by_category(split.categories, split.labels, scores,
+                                        split.masks.numpy() if pixel else None, maps if pixel else None)
+    n_images = {c: split.categories.count(c) for c in sorted(set(split.categories))}
+    n_images["mean"] = len(split)
+    wall = time.perf_counter() - t0
+    protocol = {"resolution": data_cfg.image_size, "mask_rule": MASK_RULE, "score_rule": eval_cfg.score_rule,
+                "pro_definition": PRO_DEFINITION}
+    return EvalResult(per_category, n_images, wall, len(recons) / max(wall, 1e-9), cached, weights_source, protocol)

@@ -1,0 +1,52 @@
+"""Model profiles: every default of a run, per profile, in one place (torch-free).
+
+A profile is data, not a code path: `cpu` keeps the paper's structure at 64 px with narrow channels and
+trains from scratch on a CPU in minutes; `paper` is SD-1.5 at 256 px, as in the paper. The values fill
+the sections of a run config (diad/config.py) under the user's own values, so an explicit value wins.
+The architecture switches (model.sg.*) come from the variant (diad/models/config.py VARIANTS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {
+        "model": {
+            "image_size": 64,
+            "pretrained_dir": None,
+            # 3 levels: x4 downsampling, 64 px -> 16x16x4
+            "autoencoder": {"block_out_channels": [16, 32, 32], "layers_per_block": 1, "latent_channels": 4,
+                            "norm_num_groups": 8, "latent_scale": 1.0},
+            # Narrow enough for ~0.15 s per denoiser step (batch 8, one CPU thread); SGEB4 is 2x2.
+            # No pretrained SD here, so nothing to protect by freezing its encoder half: a frozen
+            # random encoder starves the model of capacity.
+            "unet": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 2, "cross_attention_dim": 16,
+                     "attention_heads": 1, "norm_num_groups": 8, "context_tokens": 4, "encoder_trainable": True},
+            "sg": {"hint_channels": [8, 16, 32]},
+            "pixel_unet": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 2, "norm_num_groups": 8},
+        },
+        "train": {"steps": 600, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "checkpoint_every": 200,
+                  "val_batches": 2,
+                  "autoencoder": {"steps": 200, "lr": 2e-3, "batch_size": 8, "kl_weight": 1e-6,
+                                  "perceptual_weight": 0.1, "weight_decay": 0.0}},
+        "eval": {"batch_size": 16},
+    },
+    "paper": {
+        "model": {
+            "image_size": 256,
+            "pretrained_dir": None,
+            "autoencoder": {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,  # SD KL-f8
+                            "latent_channels": 4, "norm_num_groups": 32, "latent_scale": 0.18215},
+            "unet": {"block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,  # SD-1.5
+                     "cross_attention_dim": 768, "attention_heads": 8, "norm_num_groups": 32, "context_tokens": 77,
+                     "encoder_trainable": False},  # the paper: SD encoder, middle block and time embedding frozen
+            "sg": {"hint_channels": [16, 32, 96, 256]},  # ControlNet's hint path for f8
+            "pixel_unet": {"block_out_channels": [128, 128, 256, 256, 512, 512], "layers_per_block": 2,
+                           "norm_num_groups": 32},  # DDPM-256 baseline
+        },
+        "train": {"epochs": 1000, "batch_size": 12, "lr": 1e-5, "checkpoint_every": 1000,
+                  "autoencoder": {"steps": 2000, "lr": 1e-5}},
+        "eval": {"batch_size": 8, "sigma": 5.0},  # the paper's (and the authors' test.py) smoothing at 256 px
+    },
+}
