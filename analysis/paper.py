@@ -1,6 +1,6 @@
 """The DiAD paper's own ablation numbers (AAAI-24, multi-class MVTec-AD), as fractions, for orientation only.
 
-Source: /work/shared/docs/diad-spec.md section 2 and the paper text (Tables 5 and 6).
+Source: the paper text (Tables 5 and 6), summarised in docs/method.md, Paper reference numbers.
 """
 
 from __future__ import annotations

@@ -25,12 +25,13 @@ import torch
 from benchlib import RESULTS_DIR, main_keeping_threads, markdown_table, work_dir, write_results
 from patchcore import DEFAULT_LAYERS, PatchCore
 
-from diad.config import PROFILE_DEFAULTS, build_run_config, train_hash
+from diad.config import build_run_config, train_hash
 from diad.data import DataConfig, load_samples, split_train_val
 from diad.metrics import IMAGE_METRICS, PIXEL_METRICS, PRO_DEFINITION, evaluate_by_category
 from diad.pipeline import evaluate, train
 from diad.scoring import load_backbone
-from diad.train import load_split
+from diad.profiles import PROFILES
+from diad.train import decode_split
 
 METHODS = ("diad", "ldm", "ddpm", "patchcore")
 PIXEL_SHOWN = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
@@ -52,20 +53,20 @@ def run_patchcore(data_cfg: DataConfig, args) -> tuple[dict, dict]:
     train_samples, _ = split_train_val(load_samples(data_cfg, "train"), data_cfg.val_fraction, data_cfg.split_seed)
     test_samples = load_samples(data_cfg, "test")
     extractor = load_backbone("efficientnet_lite0", layers=args.patchcore_layers)
-    train_split = load_split(train_samples, data_cfg.image_size)
-    test = load_split(test_samples, data_cfg.image_size)
-    maps = torch.zeros(test["masks"].shape)
+    train_split = decode_split(train_samples, data_cfg.image_size)
+    test = decode_split(test_samples, data_cfg.image_size)
+    maps = torch.zeros(test.masks.shape)
     scores = torch.zeros(len(test_samples))
     bank_sizes = {}
-    for cat in sorted(set(test["categories"])):
-        tr = [i for i, c in enumerate(train_split["categories"]) if c == cat]
-        te = torch.tensor([i for i, c in enumerate(test["categories"]) if c == cat])
-        model = PatchCore(extractor, coreset_fraction=args.coreset, sigma=args.sigma).fit(train_split["images"][tr])
+    for cat in sorted(set(test.categories)):
+        tr = [i for i, c in enumerate(train_split.categories) if c == cat]
+        te = torch.tensor([i for i, c in enumerate(test.categories) if c == cat])
+        model = PatchCore(extractor, coreset_fraction=args.coreset, sigma=args.sigma).fit(train_split.images[tr])
         bank_sizes[cat] = len(model.bank)
-        maps[te], scores[te] = model.predict(test["images"][te].float() / 255.0)
-    pixel = test["has_masks"]
-    per_cat = evaluate_by_category(test["categories"], test["labels"], scores.numpy(),
-                                   test["masks"].numpy() if pixel else None, maps.numpy() if pixel else None)
+        maps[te], scores[te] = model.predict(test.images[te].float() / 255.0)
+    pixel = test.has_masks
+    per_cat = evaluate_by_category(test.categories, test.labels, scores.numpy(),
+                                   test.masks.numpy() if pixel else None, maps.numpy() if pixel else None)
     info = {"wall_s": time.perf_counter() - t0, "layers": list(args.patchcore_layers), "coreset": args.coreset,
             "bank_sizes": bank_sizes, "n_train": len(train_samples), "n_test": len(test_samples),
             "backbone_weights": extractor.weights_source}
@@ -78,11 +79,12 @@ def run_config(variant: str, data_cfg: DataConfig, args):
     """The cpu-profile RunConfig of `variant` at the bench's size and training budget."""
     raw = {"data": data_cfg.model_dump(mode="json"),
            "model": {"profile": "cpu", "variant": variant},
-           "train": {"steps": args.steps, "ae_steps": args.ae_steps, "seed": args.seed,
+           "train": {"steps": args.steps, "autoencoder": {"steps": args.ae_steps}, "seed": args.seed,
                      "checkpoint_every": args.steps, "num_threads": args.threads},
            "eval": {"ddim_steps": args.ddim_steps, "seed": args.seed}}
     if args.smoke:
-        raw["train"].update(batch_size=2, ae_batch_size=2, val_batches=1)
+        raw["train"].update(batch_size=2, val_batches=1)
+        raw["train"]["autoencoder"]["batch_size"] = 2
         raw["eval"].update(forward_steps=20)
     return build_run_config(raw, f"bench_quality:{variant}")
 
@@ -95,7 +97,7 @@ def run_diffusion(variant: str, data_cfg: DataConfig, args, root: Path) -> tuple
                   f"-{train_hash(cfg)[:8]}")
     tr = train(cfg, out, cache_dir=root / "cache", progress=not args.quiet)
     ev = evaluate(tr.checkpoint_dir, cache_dir=root / "cache", progress=not args.quiet)
-    info = {"train_steps": tr.steps, "ae_steps": cfg.train.ae_steps, "batch_size": cfg.train.batch_size,
+    info = {"train_steps": tr.steps, "ae_steps": cfg.train.autoencoder.steps, "batch_size": cfg.train.batch_size,
             "train_wall_s": tr.wall_s, "train_images_per_s": tr.images_per_s, "ae_cached": tr.ae_cached,
             "final_loss": tr.final_loss, "val_loss": tr.val_loss, "eval_wall_s": ev.wall_s,
             "recon_cached": ev.recon_cached, "protocol": ev.protocol}
@@ -120,10 +122,10 @@ def parse_args(argv=None):
     ap.add_argument("--dataset", choices=("elpv", "synth"), default="elpv")
     ap.add_argument("--image-size", type=int, default=None, help="default 64 (the cpu profile's size); smoke: 64")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
-    cpu = PROFILE_DEFAULTS["cpu"]["train"]
+    cpu = PROFILES["cpu"]["train"]
     ap.add_argument("--steps", type=int, default=cpu["steps"], help="denoiser optimizer steps per diffusion model "
                     "(default: the cpu profile's)")
-    ap.add_argument("--ae-steps", type=int, default=cpu["ae_steps"], help="autoencoder steps (one AE shared by "
+    ap.add_argument("--ae-steps", type=int, default=cpu["autoencoder"]["steps"], help="autoencoder steps (one AE shared by "
                     "diad and ldm; default: the cpu profile's)")
     ap.add_argument("--ddim-steps", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)

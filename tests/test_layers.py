@@ -40,3 +40,13 @@ def test_sweep_layer_never_imports_analysis():
     """`diad-sweep report` is a plugin command (entry point), so the sweep CLI does not import analysis."""
     mods = _modules_after("import diad.sweep.cli, diad.sweep.runner, diad.sweep.trainable")
     assert not any(m == "analysis" or m.startswith("analysis.") for m in mods)
+
+
+def test_results_schema_doc_matches_the_schema_module():
+    """docs/results-schema.md holds exactly the table diad/schema.py prints (columns, types, meanings)."""
+    from pathlib import Path
+
+    from diad.schema import markdown_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results-schema.md").read_text()
+    assert markdown_table() in doc, "docs/results-schema.md is stale: paste the output of `python -m diad.schema`"

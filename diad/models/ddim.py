@@ -1,4 +1,4 @@
-"""Reconstruction (DiAD spec 1.7): encode, noise to step T-1, DDIM (eta 0) guided by x0, decode.
+"""Reconstruction (docs/method.md, Reconstruction): encode, noise to step T-1, DDIM (eta 0) guided by x0, decode.
 
 The one timestep loop of the project. No classifier-free guidance: the authors' cond and uncond
 branches are identical, so doubling the batch would change nothing but the cost.

@@ -134,7 +134,7 @@ def build_pixel_unet(cfg: PixelUNetConfig, image_size: int) -> UNet2DModel:
 
 
 def _context(cfg: ModelConfig, load_pretrained: bool) -> torch.Tensor:
-    """Constant context (L, D). Authors: CLIP("") embedding; offline: zeros (= no text), spec 1.5.
+    """Constant context (L, D). Authors: CLIP("") embedding; offline: zeros (= no text), docs/method.md, Context.
 
     With zeros every cross-attention key/value is zero, so cross-attention adds only its output
     bias: the same for every image, which the spec allows ("a learned constant context (or none)

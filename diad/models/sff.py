@@ -1,4 +1,4 @@
-"""Spatial-aware Feature Fusion (SFF, DiAD spec 1.4): fuse the SGEB3 tensors into each SGEB4 tensor."""
+"""Spatial-aware Feature Fusion (docs/method.md, SFF): fuse the SGEB3 tensors into each SGEB4 tensor."""
 
 from __future__ import annotations
 

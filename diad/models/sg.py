@@ -1,4 +1,4 @@
-"""Semantic-Guided network (DiAD spec 1.3): a trainable copy of the SD encoder + middle block.
+"""Semantic-Guided network (docs/method.md, SG network): a trainable copy of the SD encoder + middle block.
 
 Built like diffusers' `ControlNetModel.from_unet`: deep copies of the SD UNet's conv_in, time
 embedding, down blocks and mid block (so it starts from the SD weights), a hint path C(x0) added to
@@ -33,7 +33,7 @@ def encoder_channels(unet: UNet2DConditionModel) -> list[int]:
 def level_indices(unet: UNet2DConditionModel) -> dict[str, list[int]]:
     """Encoder-output indices of SGEB4 / SGEB3: the skips consumed by the lowest / next decoder block.
 
-    With 4 levels and 2 res blocks per level these are outputs 9-11 and 6-8 of 12 (spec 1.3).
+    With 4 levels and 2 res blocks per level these are outputs 9-11 and 6-8 of 12 (docs/method.md, SG network).
     """
     n = len(encoder_channels(unet))
     r4, r3 = len(unet.up_blocks[0].resnets), len(unet.up_blocks[1].resnets)

@@ -1,4 +1,4 @@
-"""Anomaly scoring: frozen ImageNet backbones, pixel anomaly maps, image scores (spec section 1.8-1.9)."""
+"""Anomaly scoring: frozen ImageNet backbones, pixel anomaly maps, image scores (docs/method.md, Anomaly map and Image score)."""
 
 from diad.lazy import lazy_exports
 
