@@ -20,7 +20,8 @@ Variant = Literal[
 Level = Literal["sgeb3", "sgeb4"]
 
 # SFF branch normalisation and activation (paper Table 5: IN+SiLU beats BN+ReLU), as torch.nn class
-# names. Adding a kind = one line here (plus a variant below, if it should have a preset name).
+# names: the norm is built as Norm(channels), the activation with no argument. Adding a kind = one line
+# here (plus a variant below, if it should have a preset name); the config refuses any other name.
 SFF_NORMS: dict[str, tuple[str, str]] = {
     "in_silu": ("InstanceNorm2d", "SiLU"),
     "bn_relu": ("BatchNorm2d", "ReLU"),
