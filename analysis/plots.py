@@ -212,8 +212,9 @@ def backbone_layer_heatmap(df: pd.DataFrame, metric: str = "pixel_auroc", catego
     ax = fig.add_subplot()
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(grid.to_numpy(dtype=float)):
-        if not np.isnan(v):
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="w", fontsize="small")
+        if not np.isnan(v):  # dark text on the light (yellow) end of viridis, white on the dark end
+            light = image.norm(v) > 0.6
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="k" if light else "w", fontsize="small")
     ax.set_xticks(range(grid.shape[1]), grid.columns)
     ax.set_yticks(range(grid.shape[0]), grid.index)
     ax.set_xlabel("feature layers (eval.layers)")

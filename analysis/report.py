@@ -185,10 +185,23 @@ def _provenance_section(df: pd.DataFrame) -> str:
 TABLE_NAMES = ("results", "backbones", "cost")
 
 
-def _main_table(df: pd.DataFrame, planned: list[str] | None):
-    """The results table: by arm (Table 6 numbers when the arms differ only in backbone), else by variant."""
+def _row_key(df: pd.DataFrame) -> str:
+    """What the tables and bar charts compare: the arms; without arms the variant, or the backbone when
+    only the backbone varies."""
     by = tables.default_by(df)
+    varying = varying_columns(ok_rows(df))
+    if by == "model.variant" and by not in varying and "eval.backbone" in varying:
+        return "eval.backbone"
+    return by
+
+
+def _main_table(df: pd.DataFrame, planned: list[str] | None):
+    """The results table: by arm (Table 6 numbers when the arms differ only in backbone), else by variant
+    or backbone."""
+    by = _row_key(df)
     ok = ok_rows(df)
+    if by == "eval.backbone":
+        return tables.backbone_table(df)
     if by == "arm":
         backbones_only = "eval.backbone" in varying_columns(ok) and "model.variant" not in varying_columns(ok)
         if backbones_only:
@@ -208,7 +221,7 @@ def _table_html(table: pd.DataFrame, name: str, out: Path) -> str:
 def _tables_section(df: pd.DataFrame, out: Path, planned: list[str] | None) -> str:
     """Results per arm (or variant), the paper's numbers apart when not comparable, backbones, time and memory."""
     parts = ["<h2>Results</h2>"]
-    by = tables.default_by(df)
+    by = _row_key(df)
     try:
         table = _main_table(df, planned)
     except DiadError as e:
@@ -219,7 +232,7 @@ def _tables_section(df: pd.DataFrame, out: Path, planned: list[str] | None) -> s
     if ref is not None:
         parts.append("<h3>The paper's numbers (for reference, not comparable)</h3>")
         parts.append(tables.paper_reference_html(ref, table.attrs.get("paper_reason", "")))
-    if by != "arm" and "eval.backbone" in varying_columns(ok_rows(df)):
+    if by == "model.variant" and "eval.backbone" in varying_columns(ok_rows(df)):
         with contextlib.suppress(DiadError):
             parts += ["<h3>Anomaly-map backbones (paper Table 6)</h3>",
                       _table_html(tables.backbone_table(df), "table_backbones", out)]
@@ -231,7 +244,7 @@ def _tables_section(df: pd.DataFrame, out: Path, planned: list[str] | None) -> s
 
 def _figure_specs(df: pd.DataFrame, predict_dir) -> list[tuple[str, str, Callable[[], Figure | None]]]:
     """(file stem, caption, builder) for every figure the report tries."""
-    by = tables.default_by(df)
+    by = _row_key(df) if len(df) else "model.variant"
     specs = [
         ("metric_vs_forward_steps", "Metric against forward diffusion steps T (paper Figure 6)",
          lambda: plots.metric_vs(df, x="eval.forward_steps")),

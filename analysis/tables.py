@@ -112,7 +112,7 @@ def _notes(table: pd.DataFrame, metrics) -> list[str]:
     """Identical rows, best within one std, one seed only: what a reader must know to read the bold."""
     notes = []
     ok = table[table["n seeds"] > 0]
-    means = [f"{m} mean" for m in metrics]
+    means = [f"{m} mean" for m in metrics if m in PERCENT_METRICS]  # equal times or memory are no news
     keys = list(ok.index)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
