@@ -72,11 +72,11 @@ def describe_run(df: pd.DataFrame) -> list[tuple[str, str]]:
     data = _one_or_varies(_values(rows, "data.format"))
     roots = _values(rows, "data.root")
     data += f" at {_one_or_varies(roots)}" if roots else " (the embedded default set)"
-    seeds = _values(rows, "train.seed")
+    seeds = sorted(_values(rows, "train.seed"), key=lambda v: (len(v), v))  # numeric text: 2 before 10
     steps = _values(rows, "train.steps")
     epochs = _values(rows, "train.epochs")
     training = (f"{_one_or_varies(steps)} denoiser steps" if steps else f"{_one_or_varies(epochs)} epochs")
-    ae = _values(rows, "train.ae_steps")
+    ae = _values(rows, "train.autoencoder.steps") or _values(rows, "train.ae_steps")  # nested since issue 12
     if ae:
         training += f", {_one_or_varies(ae)} autoencoder steps"
     backbone = _one_or_varies(_values(rows, "eval.backbone"))
