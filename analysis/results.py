@@ -5,7 +5,7 @@ appearing, older files with slightly different columns) loads fine.
 
 Dtypes, one per kind of column (documented in docs/results-schema.md):
 text `string`, integers `Int64`, flags `boolean`, real numbers `float64` (missing = NaN), times
-`datetime64[us, UTC]`, list-valued config (`eval.layers`, `model.sg_levels`, ...) Python lists in an
+`datetime64[us, UTC]`, list-valued config (`eval.layers`, `model.sg.levels`, ...) Python lists in an
 `object` column. Missing text, integers, flags and lists are `pd.NA`.
 Per-category rows and the mean over categories are apart: `is_mean` is True on the mean rows, whose
 `category` is <NA> (so a groupby on `category` counts real categories only).
