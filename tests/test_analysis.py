@@ -263,6 +263,10 @@ def test_every_figure_renders(df, predictions):
     diad_line = [c for c in t_axes.containers if c.get_label() == "diad"][0].lines[0]
     assert list(diad_line.get_xdata()) == [200, 600, 1000]
     assert len(figures["gallery"].axes) == 2 * 4
+    assert t_axes.get_ylim() == (0.0, 100.0) and t_axes.get_ylabel().startswith("image_auroc (%)")
+    cost = plots.cost_bars(df)  # two panels sharing the rows: only the left one has a y label
+    assert cost.axes[0].get_xlim()[0] == 0.0 and cost.axes[1].get_xlabel().endswith("(MB)")
+    assert [t.get_text() for t in cost.axes[0].get_yticklabels()] == ["diad", "msg", "ldm"]  # bottom up: ldm on top
 
 
 def test_figures_skip_when_the_axis_does_not_vary(df, tmp_path):
