@@ -137,7 +137,8 @@ def per_category_bars(df: pd.DataFrame, metric: str = "image_auroc", by: str | N
         stats = part.groupby("_group")[metric].agg(["mean", "std"]).reindex(categories) * 100.0
         ax.bar(pos + (i - (len(groups) - 1) / 2) * width, stats["mean"], width * 0.95, color=cmap(i % cmap.N),
                yerr=stats["std"] if several else None, capsize=2 if several else 0, label=g)
-    ax.set_xticks(pos, categories)
+    many = len(categories) > 5  # MVTec's 15 names side by side would overprint: slant them
+    ax.set_xticks(pos, categories, rotation=30 if many else 0, ha="right" if many else "center")
     ax.set_xlabel("category")
     ax.set_ylabel(metric_label(metric))
     _percent_axis(ax, metric)
