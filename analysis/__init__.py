@@ -5,7 +5,8 @@
     print(to_markdown(ablation_table(df)))
 """
 
-from analysis.results import load_results
-from analysis.tables import ablation_table, backbone_table, to_html, to_latex, to_markdown
+from analysis.results import category_rows, load_results, mean_rows, trials
+from analysis.tables import ablation_table, backbone_table, cost_table, paper_view, to_html, to_latex, to_markdown
 
-__all__ = ["load_results", "ablation_table", "backbone_table", "to_markdown", "to_latex", "to_html"]
+__all__ = ["load_results", "trials", "mean_rows", "category_rows", "ablation_table", "backbone_table",
+           "cost_table", "paper_view", "to_markdown", "to_latex", "to_html"]

@@ -27,7 +27,7 @@ def report(run: str, out: str | None, predict_dir: str | None, storage: str | No
     with contextlib.suppress(DiadError):  # RUN may be a results path rather than a sweep id: no trial count then
         expected = read_meta(root, run).get("n_points")
     try:
-        click.echo(str(main_report(run, out, root, predict_dir, expected)))
+        click.echo(str(main_report(run, out, storage=root, predict_dir=predict_dir, expected_trials=expected)))
     except DiadError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

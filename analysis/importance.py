@@ -24,13 +24,13 @@ FALLBACK = "random-forest permutation importance, scikit-learn (fallback)"
 
 def importances(df: pd.DataFrame, metric: str = "image_auroc", category: str = "mean",
                 seed: int = 0) -> tuple[pd.Series, str] | None:
-    """(importance per config axis, sorted descending; evaluator name), or None with < 2 configs or no axis."""
+    """(importance per config axis, sorted descending; evaluator name), or None with < 3 rows or < 2 axes."""
     rows = ok_rows(df, category)
     if metric not in rows:
         return None
     rows = rows[rows[metric].notna()]
     cols = drop_redundant(rows, varying_columns(rows))  # a variant's preset switches would split its share
-    if not cols or len(rows) < 3:
+    if len(cols) < 2 or len(rows) < 3:  # one key: its share is 1.0 by definition, nothing to rank
         return None
     params = _params(rows, cols)
     try:

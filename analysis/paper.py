@@ -53,6 +53,43 @@ PAPER_METRIC = {
     "pixel_aupro": "pro",
 }
 
+# Row labels as the paper's tables name them (Table 5 column headings as check-mark sums; Table 6 names).
+# Our code name is shown beside each in small text; rows the paper does not have say so.
+LABELS = {
+    "ddpm": "DDPM (pixel space)",
+    "ldm": "SD (LDM)",
+    "msg": "SD + MSG",
+    "sgeb3": "SD + MSG + SGEB3",
+    "sgeb4": "SD + MSG + SGEB4 (not in the paper)",
+    "sgeb3_sgeb4": "SD + MSG + SGEB3 + SGEB4",
+    "diad_bn_relu": "SD + MSG + SGEB3 + SFF BN+ReLU",
+    "diad": "DiAD: SD + MSG + SGEB3 + SFF IN+SiLU",
+    "diad_authors": "DiAD, the authors' SFF wiring (not in the paper)",
+    "vgg16": "VGG16", "vgg19": "VGG19", "resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
+    "resnet101": "ResNet101", "wide_resnet50_2": "WideResNet50", "wide_resnet101_2": "WideResNet101",
+    "efficientnet_b0": "EfficientNet-b0", "efficientnet_b2": "EfficientNet-b2", "efficientnet_b4": "EfficientNet-b4",
+    "efficientnet_lite0": "EfficientNet-Lite0 (not in the paper)",
+}
+
+# Rows that compute the same thing by construction, with why (shown as a note when both rows are present).
+SAME_BY_CONSTRUCTION = {
+    frozenset({"sgeb4", "diad_authors"}):
+        "identical by construction: in the authors' wiring SFF reads SGEB3 after its zero-initialised convs, "
+        "so it gets exactly zero gradient and never learns; what remains is SD + MSG + SGEB4, the sgeb4 row",
+}
+
+# The paper's numbers are multi-class MVTec-AD (all 15 categories, 256 px, SD-1.5 sizes): only a run with
+# that data and the paper profile is comparable.
+MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
+                    "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
+PAPER_SETTING = "multi-class MVTec-AD, all 15 categories, 256 px, SD-1.5-sized model (the `paper` profile)"
+
+
+def label(code: str) -> str:
+    """The paper's name for one of our row keys (variant or backbone); the code itself when it has none."""
+    return LABELS.get(str(code), str(code))
+
+
 # Row order of the paper's tables; values not listed follow, sorted.
 VARIANT_ORDER = ("ddpm", "ldm", "msg", "sgeb3", "sgeb4", "sgeb3_sgeb4", "diad_bn_relu", "diad", "diad_authors")
 BACKBONE_ORDER = tuple(TABLE6) + ("efficientnet_lite0",)
@@ -67,7 +104,7 @@ def paper_value(table: dict[str, dict[str, float]], row: str, metric: str) -> fl
 def in_order(values, order: tuple[str, ...]) -> list[str]:
     """`values` in the paper's row order first, the rest sorted."""
     values = [str(v) for v in values]
-    return [v for v in order if v in values] + sorted((v for v in values if v not in order), key=_natural)
+    return [v for v in dict.fromkeys(order) if v in values] + sorted((v for v in values if v not in order), key=_natural)
 
 
 def _natural(value: str) -> tuple:

@@ -32,8 +32,13 @@ def seed_columns(df: pd.DataFrame) -> list[str]:
 
 
 def as_key(series: pd.Series) -> pd.Series:
-    """Values as text, missing as "None", so NaN/None group and compare like any other value."""
-    return series.astype(object).where(series.notna(), _NA).astype(str)
+    """Values as text (lists as "1,2,3"), missing as "None", so NaN/None and lists group and compare."""
+    def text(v) -> str:
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v))
+        return _NA if v is None or pd.isna(v) else str(v)
+
+    return pd.Series([text(v) for v in series.astype(object)], index=series.index, dtype=object, name=series.name)
 
 
 def varying_columns(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:

@@ -53,6 +53,7 @@ _KEY_MEANINGS = {
 # first, then (in the files) the config columns, then these.
 COLUMNS: tuple[Column, ...] = (
     *(Column(k, "string", _KEY_MEANINGS[k]) for k in KEY_COLUMNS),
+    Column("arm", "string", "the sweep spec's arm name (null when the spec has no arms)"),
     Column("category", "string", f"category name, or {MEAN_CATEGORY!r} for the mean over categories"),
     Column("n_test_images", "int", "test images scored in this category"),
     *(Column(m, "float", METRIC_MEANINGS[m]) for m in METRICS),

@@ -118,7 +118,13 @@ def test_load_results_types_and_sweep_ids(df, runs):
     assert isinstance(df["category"].dtype, pd.StringDtype) and isinstance(df["status"].dtype, pd.StringDtype)
     assert str(df["n_test_images"].dtype) == "Int64" and str(df["train_cached"].dtype) == "boolean"
     assert str(df["finished_at"].dt.tz) == "UTC"
-    assert set(df["model.sg.levels"]) == {"", "sgeb3", "sgeb3,sgeb4"}  # list column as text
+    assert {tuple(v) for v in df["model.sg.levels"]} == {(), ("sgeb3",), ("sgeb3", "sgeb4")}  # lists as lists
+    assert {tuple(v) for v in df["eval.layers"]} == {(1, 2, 3), (2, 3, 4)}  # legacy "1,2,3" text split
+    assert str(df["train.seed"].dtype) == "Int64" and str(df["eval.sigma"].dtype) == "float64"
+    assert str(df["model.sg.middle"].dtype) == "boolean" and isinstance(df["model.variant"].dtype, pd.StringDtype)
+    assert df["data.split_seed"].isna().any() and str(df["data.split_seed"].dtype) == "Int64"  # missing as NA
+    assert str(df["is_mean"].dtype) == "boolean" and df.loc[df["is_mean"], "category"].isna().all()
+    assert set(df["category"].dropna()) == set(CATEGORIES)  # no "mean" pseudo-category
     assert df.loc[df["trial_id"] == "t001", "peak_mem_mb"].isna().all()  # file without the column
     assert (df["peak_mem_mb"] == 900.0).sum() == len(df) - 3
     same = load_results(runs / "results")
@@ -147,13 +153,16 @@ def test_load_results_errors_name_the_place(runs, tmp_path):
 
 
 def test_ablation_table_rows_std_and_paper(df):
-    t = ablation_table(df)
-    assert list(t.index) == ["ldm", "msg", "diad"]  # failed sgeb3 excluded; paper order
+    t = ablation_table(df, with_paper=True)
+    assert list(t.index) == ["ldm", "msg", "sgeb3", "diad"]  # paper order; the failed sgeb3 kept as failed
+    assert t.loc["sgeb3", "status"] == "failed" and "out of memory" in t.loc["sgeb3", "error"]
+    assert pd.isna(t.loc["sgeb3", "image_auroc mean"]) and t.loc["sgeb3", "n seeds"] == 0
+    assert t.loc["diad", "label"] == "DiAD: SD + MSG + SGEB3 + SFF IN+SiLU"
     assert t.attrs["fixed"] == {"eval.backbone": "resnet50", "eval.layers": "2,3,4",
                                 "eval.forward_steps": "1000", "eval.ddim_steps": "10"}
     assert t.loc["diad", "image_auroc mean"] == pytest.approx(0.96)
-    assert t["image_auroc std"].to_numpy() == pytest.approx([0.01] * 3)
-    assert list(t["n seeds"]) == [3, 3, 3]
+    assert t["image_auroc std"].dropna().to_numpy() == pytest.approx([0.01] * 3)
+    assert list(t["n seeds"]) == [3, 3, 0, 3]
     assert t.loc["ldm", "paper image_auroc"] == pytest.approx(0.793)
     assert t.loc["diad", "paper pixel_auroc"] == pytest.approx(0.968)
 
@@ -168,28 +177,52 @@ def test_ties_in_a_full_factorial_hold_the_paper_setting():
     assert t.loc["ldm", "image_auroc mean"] == pytest.approx(0.80)
 
 
+def test_paper_columns_only_beside_comparable_runs(df):
+    t = ablation_table(df)  # synth data, 64 px: not the paper's setting
+    assert not [c for c in t.columns if c.startswith("paper ")]
+    assert "not comparable" in to_markdown(t) and "data is synth, not MVTec-AD" in t.attrs["paper_reason"]
+    from analysis.tables import paper_reference
+
+    ref = paper_reference(t)
+    assert ref.loc["ldm", "image_auroc"] == pytest.approx(0.793)
+    mvtec = df.assign(**{"data.format": "mvtec", "model.profile": "paper", "data.image_size": 256})
+    mvtec["category"] = mvtec["category"].astype(object)
+    from analysis.runinfo import paper_comparable
+
+    assert paper_comparable(mvtec)[0] is False  # two of the 15 MVTec categories only
+    from analysis import paper
+
+    full = pd.concat([mvtec[mvtec["category"] == "bottle"].assign(category=c) for c in paper.MVTEC_CATEGORIES])
+    assert paper_comparable(full) == (True, "")
+    assert "paper image_auroc" in ablation_table(full, category="bottle").columns
+
+
 def test_table_markdown_and_latex_mark_the_best(df):
-    t = ablation_table(df)
-    md = {line.split("|")[1].strip(): line for line in to_markdown(t).splitlines() if line.startswith("| ")}
+    t = ablation_table(df, with_paper=True)
+    md = {line.split("|")[1].strip().split("`")[-2] if "`" in line else line.split("|")[1].strip(): line
+          for line in to_markdown(t).splitlines() if line.startswith("| ")}
     cells = {k: [c.strip() for c in v.split("|")[2:-1]] for k, v in md.items()}
-    assert md["model.variant"].count("paper") == 2
+    assert md["model.variant"].count("paper") == 2 and "MVTec-AD" in md["model.variant"]
+    assert md["diad"].startswith("| DiAD: SD + MSG + SGEB3 + SFF IN+SiLU `diad` |")  # paper label, code name
+    assert cells["sgeb3"][-1].startswith("failed: RuntimeError: out of memory")
     # columns: image ours, image paper, pixel ours, pixel paper, n seeds
     assert cells["diad"][0] == "**96.0 ± 1.0**" and cells["diad"][1] == "**97.2**"
-    assert cells["msg"][2] == "**98.0 ± 1.0**" and not cells["diad"][2].startswith("**")
+    assert cells["msg"][2] == "**98.0 ± 1.0 ≈**" and not cells["diad"][2].startswith("**")
     assert cells["ldm"][0] == "81.0 ± 1.0" and cells["ldm"][4] == "3"
     tex = to_latex(t)
-    assert r"\textbf{96.0 $\pm$ 1.0}" in tex and r"\textbf{98.0 $\pm$ 1.0}" in tex
+    assert r"\textbf{96.0 $\pm$ 1.0}" in tex and r"\textbf{98.0 $\pm$ 1.0 $\approx$}" in tex
     assert tex.count(r"\textbf") == 4 and r"model.variant" in tex and r"\end{tabular}" in tex
+    assert r"{\small\texttt{diad}}" in tex
 
 
 def test_backbone_table(df):
-    t = backbone_table(df)
+    t = backbone_table(df, with_paper=True)
     assert list(t.index) == ["vgg16", "resnet18", "resnet50"]
     assert t.attrs["fixed"]["model.variant"] == "diad" and t.attrs["fixed"]["eval.layers"] == "2,3,4"
     assert t.loc["resnet18", "image_auroc mean"] == pytest.approx(0.96 - 0.02 - 0.005)
     assert t.loc["vgg16", "paper pixel_aupro"] == pytest.approx(0.801)
     md = to_markdown(t)
-    resnet50 = [line for line in md.splitlines() if line.startswith("| resnet50 ")][0]
+    resnet50 = [line for line in md.splitlines() if line.startswith("| ResNet50 `resnet50` ")][0]
     assert "paper PRO" in md and resnet50.split("|")[2].strip() == "**96.0 ± 1.0**"
     single = backbone_table(df[df["sweep_id"] == "s1"])
     assert list(single.index) == ["resnet50"] and "**" not in to_markdown(single)  # nothing to compare
@@ -230,6 +263,10 @@ def test_every_figure_renders(df, predictions):
     diad_line = [c for c in t_axes.containers if c.get_label() == "diad"][0].lines[0]
     assert list(diad_line.get_xdata()) == [200, 600, 1000]
     assert len(figures["gallery"].axes) == 2 * 4
+    assert t_axes.get_ylim() == (0.0, 100.0) and t_axes.get_ylabel().startswith("image_auroc (%)")
+    cost = plots.cost_bars(df)  # two panels sharing the rows: only the left one has a y label
+    assert cost.axes[0].get_xlim()[0] == 0.0 and cost.axes[1].get_xlabel().endswith("(MB)")
+    assert [t.get_text() for t in cost.axes[0].get_yticklabels()] == ["diad", "msg", "ldm"]  # bottom up: ldm on top
 
 
 def test_figures_skip_when_the_axis_does_not_vary(df, tmp_path):
@@ -300,7 +337,7 @@ def test_report_is_valid_html_with_existing_images_and_no_torch(runs, prediction
     for src in parser.src:
         assert not src.startswith(("/", "http")) and (out / src).stat().st_size > 1000
     assert "RuntimeError: out of memory at step 3" in page and "failed: 1" in page
-    assert (out / "table_variants.md").exists() and (out / "table_variants.tex").exists()
+    assert (out / "table_results.md").exists() and (out / "table_results.tex").exists()
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
@@ -313,9 +350,111 @@ def test_report_on_a_partial_sweep(df, tmp_path):
     pngs = {p.name for p in page.parent.glob("*.png")}
     assert "mine.png" in pngs and "heatmap_pixel_auroc.png" not in pngs
     text = page.read_text()
-    assert "Not applicable" in text and "ok: 1" in text and "failed: 1" in text
-    assert "running or pending: 8 of 10" in text
+    assert "Not drawn" in text and "ok: 1" in text and "failed: 1" in text
+    assert "Not finished: 8 of 10 planned trials have no result yet" in text
     parser = _Images()
     parser.feed(text)
     assert all((page.parent / s).exists() for s in parser.src)
 
+
+
+# ---- a sweep of named arms, with a failed arm and a planned arm without results -----------------------
+
+ARMS = {"ldm": "ldm", "msg": "msg", "sgeb4": "diad", "diad_authors": "diad", "diad": "diad"}
+
+
+@pytest.fixture(scope="module")
+def arm_runs(tmp_path_factory) -> Path:
+    """Sweep "abl": five arms x 2 seeds (sgeb4 and diad_authors identical), arm "sgeb3" failed, and the saved
+    plan (sweep.json) also lists "diad_bn_relu", which has no result yet."""
+    root = tmp_path_factory.mktemp("arms")
+    for arm, variant in ARMS.items():
+        for seed in (0, 1):
+            rows = _rows(f"{arm}-{seed}", _config(variant, seed))
+            if arm == "diad":
+                rows = [dict(r, image_auroc=r["image_auroc"] + 0.005) for r in rows]
+            _write(root, "abl", f"{arm}-{seed}", [dict(r, arm=arm) for r in rows])
+    _write(root, "abl", "sgeb3-0", [dict(r, arm="sgeb3") for r in _rows("sgeb3-0", _config("sgeb3"), "failed")][-1:])
+    spec = {"description": "Table 5 arms", "seeds": [0, 1],
+            "arms": [{"name": a} for a in ("ldm", "msg", "sgeb3", "sgeb4", "diad_bn_relu", "diad", "diad_authors")]}
+    (root / "abl").mkdir()
+    (root / "abl" / "sweep.json").write_text(json.dumps({"spec": spec, "n_points": 14}))
+    return root
+
+
+class _Page(HTMLParser):
+    """Images, the text of every table cell, and the table rows' data-key/data-status."""
+
+    def __init__(self):
+        super().__init__()
+        self.src, self.rows, self.text = [], {}, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.src.append(attrs["src"])
+        if tag == "tr" and "data-key" in attrs:
+            self.rows.setdefault(attrs["data-key"], attrs["data-status"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_describes_the_run_and_lists_every_arm_and_image(arm_runs):
+    page = main_report("abl", storage=str(arm_runs))
+    html_text = page.read_text()
+    parser = _Page()
+    parser.feed(html_text)
+    text = " ".join(" ".join(parser.text).split())
+    # the run description comes before any number
+    what = text.index("What was run")
+    assert what < text.index("Results") and what < text.index("Status")
+    for fact in ("dataset synth", "categories bottle, cable", "image size (px) 64", "model profile",
+                 "training 10 denoiser steps", "seeds 2 (0, 1)", "anomaly-map backbone resnet50"):
+        assert fact in text, fact
+    assert "Not the paper's setting" in text and "not comparable" in text
+    # every arm, the failed one with its error and the planned one without results
+    assert {k: parser.rows[k] for k in ("ldm", "msg", "sgeb3", "sgeb4", "diad_bn_relu", "diad", "diad_authors")} == {
+        "ldm": "ok", "msg": "ok", "sgeb3": "failed", "sgeb4": "ok", "diad_bn_relu": "missing", "diad": "ok",
+        "diad_authors": "ok"}
+    assert "failed: RuntimeError: out of memory at step 3" in text and "sgeb3 (seed 0)" in text
+    assert "missing: no result yet" in text
+    assert "SD + MSG + SGEB4 (not in the paper)" in text  # paper labels, code names beside
+    assert "sgeb4 and diad_authors: identical by construction" in text
+    assert "Not finished: 3 of 14 planned trials have no result yet" in text
+    # every image exists and the time/memory figure is among them
+    assert "cost.png" in parser.src and "categories_image_auroc.png" in parser.src
+    for src in parser.src:
+        assert (page.parent / src).stat().st_size > 1000
+    assert "importance_image_auroc.png" not in parser.src  # one swept key: no importance plot
+
+
+def test_finished_sweep_has_no_running_note_and_seeds_give_error_bars(arm_runs, tmp_path):
+    df = load_results("abl", storage=arm_runs)
+    page = write_report(df, tmp_path / "r", expected_trials=11)
+    assert "Not finished" not in page.read_text()
+    fig = plots.per_category_bars(df, "image_auroc")
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0.0, 100.0) and ax.get_ylabel() == "image_auroc (%)"
+    assert any(line.get_ydata()[0] == 50.0 for line in ax.lines)  # the chance line
+    from matplotlib.container import ErrorbarContainer
+
+    assert any(isinstance(c, ErrorbarContainer) for c in ax.containers)  # two seeds: error bars
+    one_seed = df[df["train.seed"] == 0]
+    bars = plots.per_category_bars(one_seed, "image_auroc").axes[0].containers
+    assert bars and not any(isinstance(c, ErrorbarContainer) for c in bars)
+
+
+def test_best_within_one_std_is_marked_and_helpers(arm_runs):
+    from analysis import paper_view, trials
+
+    df = load_results("abl", storage=arm_runs)
+    t = ablation_table(df)
+    assert t.index.name == "arm" and t.loc["sgeb3", "status"] == "failed"
+    assert any("image_auroc: the best row (diad) is within one std" in n for n in t.attrs["notes"])
+    view = paper_view(df)
+    assert view.loc["DiAD: SD + MSG + SGEB3 + SFF IN+SiLU", "image_auroc (%)"].endswith("≈")
+    one = trials(df)
+    assert len(one) == 11 and one["arm"].value_counts()["ldm"] == 2
+    assert "model.variant" in one and "data.format" not in one  # constant config left out
+    assert "data.format" in trials(df, all_columns=True)

@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -134,7 +135,7 @@ def test_grid_expansion_keys_and_order(tmp_path):
 def test_result_file_schema_is_typed_and_stable(tmp_path):
     schema = results.schema_for(FakeRunConfig)
     assert schema.field("data.root").type == "string" and schema.field("train.kill_at_step").type == "int64"
-    assert schema.field("eval.layers").type == "string" and schema.field("train.lr").type == "double"
+    assert schema.field("eval.layers").type == pa.list_(pa.int64()) and schema.field("train.lr").type == "double"
     keys = {"trial_id": "t1", "run_key": "rk", "config_hash": "ch", "train_hash": "th", "eval_hash": "eh"}
     cfg = FakeRunConfig().model_dump(mode="json")
     flat = {f"{s}.{k}": v for s, d in cfg.items() for k, v in d.items()}
@@ -144,7 +145,7 @@ def test_result_file_schema_is_typed_and_stable(tmp_path):
     table = pq.read_table(target)
     assert table.schema.equals(schema) and table.num_rows == 2
     row = table.to_pylist()[0]
-    assert row["eval.layers"] == "1,2,3" and row["data.root"] is None and math.isnan(row["pixel_aupro"])
+    assert row["eval.layers"] == [1, 2, 3] and row["arm"] is None and row["data.root"] is None and math.isnan(row["pixel_aupro"])
     assert [p.name for p in Path(target).parent.iterdir()] == ["rk.parquet"]  # no temp file left behind
     failed = results.make_rows(schema, keys | {"run_key": "rk2"}, flat, None, {"status": "failed", "error": "x"})
     results.write_rows(str(tmp_path), "sw", "rk2", failed, schema)

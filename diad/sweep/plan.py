@@ -69,10 +69,11 @@ class Point:
     overrides: dict[str, Any]
     cfg: dict  # validated RunConfig, JSON dump
     keys: dict[str, str]  # train_hash, eval_hash, run_key, config_hash
+    arm: str | None = None  # the arm's name (the `arm` result column), None when the spec has no arms
 
     def as_param(self) -> dict:
         """The value Tune's grid_search carries for this point."""
-        return {"label": self.label, "set": self.overrides}
+        return {"label": self.label, "set": self.overrides, "arm": self.arm}
 
 
 def _arm_overrides(spec: SweepSpec, source: SpecSource) -> list[tuple[str, dict, dict]]:
@@ -113,7 +114,8 @@ def grid_points(spec: SweepSpec, source: SpecSource, backend: Backend) -> list[P
                     sets[key], origin[key] = seed, ("seeds", s)
                 run_cfg = validate_run(backend, spec.base, sets, source.locate, origin)
                 label = _label(arm, [(k, sets[k]) for k, _ in grid], seed, len(spec.seeds))
-                points.append(Point(label, sets, run_cfg.model_dump(mode="json"), run_keys(backend, run_cfg)))
+                points.append(Point(label, sets, run_cfg.model_dump(mode="json"), run_keys(backend, run_cfg),
+                                    arm=arm if spec.arms else None))
     return points
 
 

@@ -1,7 +1,8 @@
 """Result rows and Parquet files: one file per trial, under results/sweep_id=<id>/, written atomically.
 
 The schema is diad/schema.py (docs/results-schema.md). Config columns (`data.*`, `model.*`, `train.*`, `eval.*`) are typed
-from the RunConfig field annotations, so a None in one file and a value in another still read as one column.
+from the RunConfig field annotations, so a None in one file and a value in another still read as one column;
+list fields (`eval.layers`, `model.sg.levels`, ...) are Parquet lists.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ VERSIONED = ("diad-sweep", "torch", "torchvision", "diffusers", "timm", "numpy",
 
 
 def _arrow_type(ann: Any) -> pa.DataType:
-    """Parquet type of one config field: scalars keep their type; lists, dicts and mixed unions become text."""
+    """Parquet type of one config field: scalars keep their type, lists of scalars stay lists; dicts and
+    mixed unions become text."""
     origin = typing.get_origin(ann)
+    if origin in (list, tuple) and len({a for a in typing.get_args(ann) if a is not Ellipsis}) == 1:
+        item = _arrow_type(typing.get_args(ann)[0])
+        return pa.list_(item) if not pa.types.is_nested(item) else _S
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(ann) if a is not type(None)]
         return _arrow_type(args[0]) if len(args) == 1 else _S
@@ -73,9 +78,11 @@ def schema_for(run_config_cls: type[BaseModel]) -> pa.Schema:
 
 
 def _cell(value: Any, typ: pa.DataType) -> Any:
-    """Config value -> Parquet cell: lists as "1,2,3", dicts as JSON, paths as text."""
+    """Config value -> Parquet cell: lists of list columns as lists, other lists as "1,2,3", dicts as JSON."""
     if value is None:
         return None
+    if pa.types.is_list(typ):
+        return [_cell(v, typ.value_type) for v in value]
     if typ == _S:
         if isinstance(value, (list, tuple)):
             return ",".join(str(v) for v in value)

@@ -56,6 +56,13 @@ def trial_overrides(config: dict, ctx: SweepContext) -> dict[str, Any]:
     return overrides
 
 
+def trial_arm(config: dict, ctx: SweepContext) -> str | None:
+    """The name of the trial's arm (grid point or Optuna-chosen), or None when the spec has no arms."""
+    if "arm" in config:
+        return str(ctx.arms[config["arm"]].get("name", config["arm"]))
+    return config.get("point", {}).get("arm")
+
+
 def _limit_threads(cpus: float) -> None:
     """As many torch threads as CPUs reserved for the trial (more would fight the other trials)."""
     import sys
@@ -193,7 +200,7 @@ def run_trial(config: dict, ctx: SweepContext) -> None:
     overrides = trial_overrides(config, ctx)
     reporter = _Reporter()
     info: dict[str, Any] = {
-        "git_sha": ctx.git_sha, "git_dirty": ctx.git_dirty,
+        "arm": trial_arm(config, ctx), "git_sha": ctx.git_sha, "git_dirty": ctx.git_dirty,
         "versions": results.package_versions(),
     }
     keys = {"trial_id": tune.get_context().get_trial_id() or "local", "run_key": json_hash(overrides),
