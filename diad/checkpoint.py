@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from diad.errors import DiadError
+from diad.integrity import check_finite, read_json, safetensors_error, verified_sha256
 from diad.io import atomic_dir, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -102,35 +103,76 @@ def _require(path: Path, name: str) -> Path:
     return f
 
 
+def recover_hint(path: str | Path) -> str:
+    """How to get past a damaged checkpoint or cache entry (part of every integrity error)."""
+    return f"delete {path} (a cache entry is rebuilt; a training checkpoint: resume from an older step-* or retrain)"
+
+
 def read_state(path: str | Path) -> dict:
     """state.json of a checkpoint: step, metrics, weights_sha256."""
-    return json.loads(_require(Path(path), "state.json").read_text())
+    state = read_json(_require(Path(path), "state.json"), "checkpoint state", recover_hint(path))
+    if not isinstance(state, dict):
+        raise DiadError(f"{Path(path) / 'state.json'}: expected a JSON object; {recover_hint(path)}")
+    return state
 
 
 def read_config(path: str | Path) -> dict:
     """config.json of a checkpoint (the RunConfig as a dict)."""
-    return json.loads(_require(Path(path), "config.json").read_text())
+    cfg = read_json(_require(Path(path), "config.json"), "checkpoint config", recover_hint(path))
+    if not isinstance(cfg, dict):
+        raise DiadError(f"{Path(path) / 'config.json'}: expected a JSON object; {recover_hint(path)}")
+    return cfg
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of model.safetensors, verified against the one state.json recorded (hashed once per file version)."""
+    path = Path(path)
+    return verified_sha256(_require(path, "model.safetensors"), read_state(path).get("weights_sha256"),
+                           recover_hint(path))
 
 
 def load_weights(path: str | Path, model: torch.nn.Module, strict: bool = True) -> None:
-    """Load model.safetensors into `model` (shapes must match the config it was saved with)."""
-    missing, unexpected = load_model(model, str(_require(Path(path), "model.safetensors")), strict=False)
+    """Load model.safetensors into `model` after checking its hash; shapes must match, values must be finite."""
+    path = Path(path)
+    weights_sha256(path)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    except Exception as e:
+        if not _is_file_error(e):
+            raise
+        raise safetensors_error(path / "model.safetensors", e, recover_hint(path)) from None
     if strict and (missing or unexpected):
         raise DiadError(f"{path}: weights do not match the model (missing {sorted(missing)[:3]}, "
                         f"unexpected {sorted(unexpected)[:3]})")
+    check_finite(model, path / "model.safetensors", recover_hint(path))
+
+
+def _is_file_error(e: BaseException) -> bool:
+    """A damaged safetensors file (SafetensorError: truncated, bad header) or an unreadable one."""
+    return isinstance(e, OSError) or type(e).__name__ == "SafetensorError"
+
+
+def _load_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
+    f = _require(path, name)
+    try:
+        return load_file(str(f))
+    except Exception as e:
+        if not _is_file_error(e):
+            raise
+        raise safetensors_error(f, e, recover_hint(path)) from None
 
 
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> None:
     """Restore optimizer state saved by save_checkpoint."""
     path = Path(path)
-    tensors = load_file(str(_require(path, "optimizer.safetensors")))
-    meta = json.loads(_require(path, "optimizer.json").read_text())
+    tensors = _load_tensors(path, "optimizer.safetensors")
+    meta = read_json(_require(path, "optimizer.json"), "optimizer state", recover_hint(path))
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
 
 
 def restore_rng(path: str | Path) -> None:
     """Restore the torch RNG states saved with a checkpoint."""
-    states = load_file(str(_require(Path(path), "rng.safetensors")))
+    states = _load_tensors(Path(path), "rng.safetensors")
     torch.set_rng_state(states["torch_cpu"])
     cuda = [states[k] for k in sorted(states) if k.startswith("torch_cuda_")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -138,11 +180,13 @@ def restore_rng(path: str | Path) -> None:
 
 
 def checkpoint_key(path: str | Path, length: int = 16) -> str:
-    """Hash of the weights (plus config) of a checkpoint: the key of anything derived from it."""
+    """Hash of the verified weights (plus config) of a checkpoint: the key of anything derived from it.
+
+    The file is hashed and checked against state.json, so a damaged file never matches an old cache entry.
+    """
     path = Path(path)
-    state = read_state(path)
-    weights = state.get("weights_sha256") or file_sha256(_require(path, "model.safetensors"))
-    config = (path / "config.json").read_bytes()
+    weights = weights_sha256(path)
+    config = _require(path, "config.json").read_bytes()
     return hashlib.sha256(weights.encode() + config).hexdigest()[:length]
 
 

@@ -40,10 +40,22 @@ class DiadGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from pydantic import ValidationError
 
+        from diad.integrity import os_error_line
+
         try:
             return super().invoke(ctx)
         except (DiadError, FileNotFoundError, ValidationError) as e:
             raise UserError(_one_line(e)) from None
+        except OSError as e:  # disk full, read-only or not-a-directory output: one line, not a traceback
+            raise UserError(os_error_line(e)) from None
+
+
+def _say_cache(cache_dir: Path | None, what: str) -> None:
+    """Say once, on stderr, where this command's cache went (it may be large and outlive --out)."""
+    from diad.io import cache_root
+
+    where = cache_dir if cache_dir is not None else f"{cache_root()} (default; --cache-dir or $DIAD_CACHE moves it)"
+    click.echo(f"cache: {what} under {where}", err=True)
 
 
 @click.group(cls=DiadGroup)
@@ -84,11 +96,20 @@ def data_synth(out: Path, seed: int, size: int, train_per_category: int, test_pe
 def train_cmd(config: Path, overrides: tuple[str, ...], out: Path, cache_dir: Path | None, no_progress: bool) -> None:
     """Train the model of CONFIG.yaml (overrides: section.key=value ...) into --out; prints the result as JSON."""
     from diad.config import load_run_config
+    from diad.integrity import ensure_writable_dir
     from diad.pipeline import train
+    from diad.preflight import check_eval_settings
 
     run_cfg = load_run_config(config, overrides)
+    check_eval_settings(run_cfg.eval, str(config))  # before training, not after it
+    ensure_writable_dir(out, "--out")
+    if cache_dir is not None:
+        ensure_writable_dir(cache_dir, "--cache-dir")
     result = train(run_cfg, out, cache_dir=cache_dir, progress=not no_progress)
     click.echo(json.dumps(asdict(result), default=str, indent=1))
+    _say_cache(cache_dir, "autoencoders")
+    if run_cfg.data.format == "synth" and run_cfg.data.root is None:
+        _say_cache(None, "the embedded synth data")
 
 
 def _eval_configs(checkpoint: Path, overrides: tuple[str, ...]):
@@ -113,6 +134,7 @@ def _write_metrics(out: Path, checkpoint: Path, result) -> None:
     doc = {"checkpoint": str(checkpoint), **asdict(result)}
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1, default=str))
     rows = [{"category": cat, "n_test_images": result.n_images.get(cat, 0), **metrics,
+             "pixel_metrics_note": result.pixel_notes.get(cat),
              **{f"protocol.{k}": v for k, v in result.protocol.items()},
              "checkpoint": str(checkpoint), "eval_wall_s": result.wall_s, "recon_cached": result.recon_cached,
              "backbone_weights": result.backbone_weights}
@@ -132,14 +154,20 @@ def evaluate_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, cache_
     """Evaluate CHECKPOINT (a checkpoint or training dir) on the test split; per-category + mean metrics."""
     from diad.pipeline import evaluate
 
+    from diad.integrity import ensure_writable_dir
+
     path, cfg = _eval_configs(checkpoint, overrides)
+    ensure_writable_dir(out, "--out")  # before the reconstructions, not after them
     result = evaluate(path, cfg.data, cfg.eval, cache_dir=cache_dir, progress=not no_progress)
-    out.mkdir(parents=True, exist_ok=True)
     _write_metrics(out, path, result)
     for cat, m in result.per_category.items():
         click.echo(f"{cat:>12}  I-AUROC {m['image_auroc']:.3f}  P-AUROC {m['pixel_auroc']:.3f}  "
                    f"AU-PRO {m['pixel_aupro']:.3f}  (n={result.n_images.get(cat, 0)})")
+    for cat, note in result.pixel_notes.items():
+        if cat != "mean":
+            click.echo(f"warning: {cat}: pixel metrics are NaN: {note}", err=True)
     click.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics.parquet'} ({result.wall_s:.1f} s)")
+    _say_cache(cache_dir, "reconstructions")
 
 
 @cli.command("predict")
@@ -152,9 +180,13 @@ def predict_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, limit: 
     """PNG panels (input | reconstruction | anomaly map | mask) for test images of CHECKPOINT."""
     from diad.predict import write_panels
 
+    from diad.integrity import ensure_writable_dir
+
     path, cfg = _eval_configs(checkpoint, overrides)
+    ensure_writable_dir(out, "--out")
     written = write_panels(path, out, cfg.data, cfg.eval, limit=limit, cache_dir=cache_dir)
     click.echo(f"wrote {len(written)} panels to {out}")
+    _say_cache(cache_dir, "reconstructions")
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from diad.data.config import DataConfig
@@ -17,6 +16,7 @@ from diad.hashing import json_hash
 from diad.models.config import ModelConfig
 from diad.overrides import apply_overrides, deep_merge, parse_overrides
 from diad.profiles import PROFILES
+from diad.yaml_io import load_yaml_file
 
 SECTIONS = ("data", "model", "train", "eval")
 
@@ -151,12 +151,9 @@ def build_run_config(raw: dict, source: str = "<config>") -> RunConfig:
 def load_run_config(yaml_path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     """Read a run YAML, apply `section.key=value` overrides, validate. Errors are one-line DiadErrors."""
     path = Path(yaml_path)
-    if not path.is_file():
-        raise DiadError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DiadError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = load_yaml_file(path, "config file")  # refuses empty and binary files and duplicate keys
+    if not raw:
+        raise DiadError(f"{path}: empty config (no sections); expected {', '.join(SECTIONS)} (see configs/cpu.yaml)")
     if isinstance(raw, dict):
         raw = apply_overrides(raw, parse_overrides(overrides))
     return build_run_config(raw, str(path))

@@ -57,6 +57,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("category", "string", f"category name, or {MEAN_CATEGORY!r} for the mean over categories"),
     Column("n_test_images", "int", "test images scored in this category"),
     *(Column(m, "float", METRIC_MEANINGS[m]) for m in METRICS),
+    Column("pixel_metrics_note", "string", "why this row's pixel metrics are NaN (no complete masks), else null"),
     Column("status", "string", '"ok" or "failed"'),
     Column("error", "string", "one-line error when failed, else null"),
     Column("train_wall_s", "float", "seconds of training (of the trial that trained the checkpoint)"),

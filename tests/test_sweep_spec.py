@@ -77,6 +77,7 @@ def test_real_core_errors_also_point_at_the_line(tmp_path):
     from diad.sweep.backend import DiadBackend
 
     text = SPEC.replace("image_size: 32", "image_size: 64").replace("model.variant: diad", "model.variant: dyad")
+    text = text.replace("[efficientnet_lite0, resnet18]", "[efficientnet_lite0]")  # resnet18 has no local weights
     path = _write(tmp_path, text)
     msg = _error(path, backend=DiadBackend())
     assert msg.startswith(f"{path}:8: model.variant:") and "'diad_authors'" in msg

@@ -13,24 +13,31 @@ from torch.utils.data import Dataset
 from diad.errors import DiadError
 from diad.data.sample import Sample
 
-MASK_RULE = ("mask read as 8-bit grayscale, resized to the image size with nearest-neighbour, "
-             "pixel value > 0 is defect (MVTec masks are 0/255, VisA masks hold class indices)")
+from diad.data.pixels import mask_array, rgb01
+
+MASK_RULE = ("mask read at its own bit depth (8/16/32-bit grey, float, palette index, RGB(A) any channel), "
+             "resized to the image size with nearest-neighbour, pixel value > 0 is defect "
+             "(MVTec masks are 0/255, VisA masks hold class indices)")
 
 
-def _open(path: Path, mode: str) -> Image.Image:
-    """Open and fully decode (so a truncated file fails here, not later), converted to `mode`."""
+def _open(path: Path) -> Image.Image:
+    """Open and fully decode (so a truncated file fails here, not later), in the file's own mode."""
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert(mode)
+            return im.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DiadError(f"cannot read image '{path}': {e}") from None
 
 
 def load_image(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(3,size,size) float [0,1] RGB, bilinear antialiased resize; also the original (width, height)."""
-    im = _open(path, "RGB")
-    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    """(3,size,size) float [0,1] RGB from any bit depth and mode, bilinear antialiased resize; also (width, height)."""
+    im = _open(path)
+    try:
+        arr = rgb01(im)
+    except ValueError as e:
+        raise DiadError(f"cannot read image '{path}': {e}") from None
+    x = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
     if x.shape[1:] != (size, size):
         x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
         x = x.clamp_(0.0, 1.0)
@@ -39,13 +46,17 @@ def load_image(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
 
 def load_mask(path: Path, size: int, image_path: Path, image_wh: tuple[int, int]) -> torch.Tensor:
     """(1,size,size) float {0,1} following MASK_RULE; the mask must have its image's size."""
-    m = _open(path, "L")
+    m = _open(path)
     if m.size != image_wh:
         raise DiadError(f"mask '{path}' is {m.size[0]}x{m.size[1]} but its image '{image_path}' is "
                         f"{image_wh[0]}x{image_wh[1]}; masks must have the image's size")
-    if m.size != (size, size):
-        m = m.resize((size, size), Image.Resampling.NEAREST)
-    return torch.from_numpy(np.asarray(m) > 0).float()[None]
+    try:
+        defect = Image.fromarray(mask_array(m).astype(np.uint8) * 255)
+    except ValueError as e:
+        raise DiadError(f"cannot read mask '{path}': {e}") from None
+    if defect.size != (size, size):
+        defect = defect.resize((size, size), Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(defect) > 0).float()[None]
 
 
 class AnomalyDataset(Dataset):

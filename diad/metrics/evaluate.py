@@ -13,12 +13,15 @@ from diad.schema import IMAGE_METRICS, PIXEL_METRICS
 
 
 
-def evaluate_by_category(categories, labels, scores, masks=None, maps=None) -> dict[str, dict[str, float]]:
+def evaluate_by_category(categories, labels, scores, masks=None, maps=None,
+                         no_masks=()) -> dict[str, dict[str, float]]:
     """categories (N,) str, labels (N,), scores (N,), masks/maps (N,H,W) or None -> {category: metrics}.
 
     Adds "mean": the plain mean over categories of each metric (a NaN in any category stays NaN).
-    Without masks or maps the pixel metrics are NaN.
+    Without masks or maps the pixel metrics are NaN; so are those of the categories named in `no_masks`
+    (their masks are incomplete), while every other category keeps the pixel metrics of its own masks.
     """
+    no_masks = set(no_masks)
     categories = np.asarray(categories).ravel()
     labels, scores = np.asarray(labels).ravel(), np.asarray(scores).ravel()
     if not (len(categories) == len(labels) == len(scores)):
@@ -37,7 +40,7 @@ def evaluate_by_category(categories, labels, scores, masks=None, maps=None) -> d
     for cat in sorted(set(categories.tolist())):
         idx = np.flatnonzero(categories == cat)
         row = image_metrics(labels[idx], scores[idx])
-        if have_pixels:
+        if have_pixels and cat not in no_masks:
             row.update(pixel_metrics(masks[idx], maps[idx]))
         else:
             row.update({k: math.nan for k in PIXEL_METRICS})

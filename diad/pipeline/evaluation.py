@@ -9,13 +9,15 @@ import numpy as np
 import torch
 
 from diad.config import EvalConfig
-from diad.data import MASK_RULE, DataConfig
+from diad.data import MASK_RULE, DataConfig, load_samples
+from diad.data.checks import check_test_split
 from diad.errors import DiadError
 from diad.metrics import PRO_DEFINITION, evaluate_by_category
 from diad.pipeline.device import resolve_device, set_threads_and_seed
 from diad.pipeline.records import EvalResult
 from diad.pipeline.reconstruction import reconstruct_split
 from diad.pipeline.trained import load_run_config_of, resolve_checkpoint
+from diad.preflight import check_eval_settings
 from diad.scoring import anomaly_maps, image_scores, load_backbone
 from diad.train.batches import DecodedSplit, to_float
 
@@ -45,17 +47,24 @@ def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eva
     if data_cfg.image_size != run_cfg.model.image_size:
         raise DiadError(f"data.image_size={data_cfg.image_size}: the checkpoint was trained at "
                         f"{run_cfg.model.image_size} px; evaluate at that size", key="data.image_size")
+    check_eval_settings(eval_cfg, "eval settings")
+    check_test_split(load_samples(data_cfg, "test"), data_cfg)
     set_threads_and_seed(eval_cfg.num_threads, eval_cfg.recon.seed)
     device = resolve_device(eval_cfg.device)
     split, recons, cached = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.recon, cache_dir,
                                               eval_cfg.batch_size, eval_cfg.device, progress)
     maps, scores, weights_source = score_split(split, recons, eval_cfg, device)
-    pixel = split.has_masks
+    notes = dict(split.pixel_notes)
+    pixel = len(notes) < len(set(split.categories))  # some category has complete masks
     per_category = evaluate_by_category(split.categories, split.labels, scores,
-                                        split.masks.numpy() if pixel else None, maps if pixel else None)
+                                        split.masks.numpy() if pixel else None, maps if pixel else None,
+                                        no_masks=notes)
+    if notes:
+        notes["mean"] = f"pixel metrics NaN: no complete masks in {', '.join(sorted(notes))}"
     n_images = {c: split.categories.count(c) for c in sorted(set(split.categories))}
     n_images["mean"] = len(split)
     wall = time.perf_counter() - t0
     protocol = {"resolution": data_cfg.image_size, "mask_rule": MASK_RULE, "score_rule": eval_cfg.score_rule,
                 "pro_definition": PRO_DEFINITION}
-    return EvalResult(per_category, n_images, wall, len(recons) / max(wall, 1e-9), cached, weights_source, protocol)
+    return EvalResult(per_category, n_images, wall, len(recons) / max(wall, 1e-9), cached, weights_source, protocol,
+                      notes)

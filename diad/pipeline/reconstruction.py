@@ -7,20 +7,20 @@ for this artifact, used by the cache here and by the sweep layer's lock on it.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from diad import checkpoint as ckpt
+from diad import recon_cache
 from diad.config import ReconConfig, eval_data_part
 from diad.data import DataConfig, load_samples
 from diad.errors import DiadError
 from diad.hashing import json_hash
-from diad.io import atomic_dir, cache_root
+from diad.integrity import clean_stale_temps, ensure_writable_dir
+from diad.io import cache_root
 from diad.models.ddim import reconstruct
 from diad.pipeline.device import resolve_device
 from diad.pipeline.trained import load_trained, resolve_checkpoint
@@ -73,15 +73,13 @@ def reconstruct_split(checkpoint_dir: str | Path, data_cfg: DataConfig, recon: R
     split = decode_split(samples, data_cfg.image_size)
     inputs = recon_inputs(checkpoint_dir, data_cfg, recon)
     path = Path(cache_dir if cache_dir is not None else cache_root()) / "recon" / json_hash(inputs)
-    if (path / "recons.safetensors").is_file():
-        recons = load_file(str(path / "recons.safetensors"))["recons"]
-        if json.loads((path / "paths.json").read_text()) == split.paths:
-            return split, recons, True
+    recons = recon_cache.load_cached(path, inputs, split.paths)
+    if recons is not None:
+        return split, recons, True
+    ensure_writable_dir(path.parent, "reconstruction cache")  # before minutes of reconstruction, not after
     dev = resolve_device(device)
     model, _ = load_trained(checkpoint_dir, dev)
     recons = reconstruct_images(model, split.images, image_keys(split), recon, batch_size, dev, progress)
-    with atomic_dir(path) as tmp:
-        save_file({"recons": recons.contiguous()}, str(tmp / "recons.safetensors"))
-        (tmp / "paths.json").write_text(json.dumps(split.paths))
-        (tmp / "key.json").write_text(json.dumps(inputs, indent=1, sort_keys=True))
+    clean_stale_temps(path.parent)
+    recon_cache.save_cached(path, inputs, split.paths, recons)
     return split, recons, False

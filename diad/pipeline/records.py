@@ -3,7 +3,7 @@ stand-ins can build and read them without loading a model)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -28,3 +28,4 @@ class EvalResult:
     recon_cached: bool
     backbone_weights: str  # "packaged", a path, or "random"
     protocol: dict  # diad.schema.PROTOCOL_KEYS -> value: what makes two numbers comparable
+    pixel_notes: dict[str, str] = field(default_factory=dict)  # category -> why its pixel metrics are NaN

@@ -12,10 +12,12 @@ from diad import checkpoint as ckpt
 from diad.config import RunConfig
 from diad.data import load_samples, split_train_val
 from diad.errors import DiadError
+from diad.integrity import clean_stale_temps, ensure_writable_dir
 from diad.io import cache_root
 from diad.models import build_model
 from diad.pipeline.records import TrainResult
 from diad.pipeline.device import peak_mem_mb, resolve_device, set_threads_and_seed
+from diad.preflight import check_eval_settings
 from diad.train import OnCheckpoint, ensure_autoencoder, load_images_uint8, train_denoiser
 
 
@@ -39,6 +41,11 @@ def train(run_cfg: RunConfig, out_dir: str | Path, cache_dir: str | Path | None 
     """Autoencoder stage (cached) then denoiser training into out_dir/checkpoints; resumes when possible."""
     out_dir, t0 = Path(out_dir), time.perf_counter()
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+    check_eval_settings(run_cfg.eval, "run config")  # a run must not train, then fail at evaluation
+    ensure_writable_dir(out_dir, "training output")
+    ensure_writable_dir(cache_dir, "cache dir")
+    for folder in (out_dir, out_dir / "checkpoints"):  # temp dirs of writes a kill interrupted
+        clean_stale_temps(folder)
     set_threads_and_seed(run_cfg.train.num_threads, run_cfg.train.seed)
     device = resolve_device(run_cfg.train.device)
     train_samples, val_samples = split_train_val(load_samples(run_cfg.data, "train"), run_cfg.data.val_fraction,

@@ -55,8 +55,11 @@ class DiadBackend:
 
     def build(self, raw: dict, source: str):
         from diad.config import build_run_config
+        from diad.preflight import check_eval_settings
 
-        return build_run_config(raw, source)
+        cfg = build_run_config(raw, source)
+        check_eval_settings(cfg.eval, source)  # every grid point's eval settings, before any trial trains
+        return cfg
 
     def parts(self, run_cfg) -> tuple[dict, dict]:
         from diad.config import evaluation_part, training_part

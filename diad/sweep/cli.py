@@ -28,18 +28,29 @@ _num_cpus = click.option("--num-cpus", type=int, default=None, help="CPUs of the
 
 def _run(fn, *args, **kwargs):
     """Call into the library; a DiadError becomes one `error:` line and exit status 2."""
+    from diad.integrity import os_error_line
+
     try:
         return fn(*args, **kwargs)
     except DiadError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:  # disk full, read-only or not-a-directory storage: one line, not a traceback
+        click.echo(f"error: {os_error_line(e)}", err=True)
+        sys.exit(2)
 
 
 def _print_summary(summary: dict) -> None:
-    errors = summary.pop("errors", [])
+    """The summary as JSON; then one line per failed trial, and exit 1 when any failed."""
+    summary.pop("errors", [])
+    failed = summary.pop("failed_trials", [])
     click.echo(json.dumps(summary, indent=1, default=str))
-    for err in errors:
-        click.echo(f"trial error: {err}", err=True)
+    for f in failed:
+        click.echo(f"trial failed: {f['trial']}: {f['error']}", err=True)
+    if failed:
+        click.echo(f"error: {len(failed)} of {summary.get('ran', '?')} trials failed (rows with status failed)",
+                   err=True)
+        sys.exit(1)
 
 
 PLUGIN_GROUP = "diad_sweep.commands"

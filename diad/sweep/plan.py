@@ -80,9 +80,13 @@ def _arm_overrides(spec: SweepSpec, source: SpecSource) -> list[tuple[str, dict,
     """[(arm name, dotted overrides, override key -> spec path)], one empty arm when none are given."""
     if not spec.arms:
         return [("", {}, {})]
-    arms = []
+    arms, names = [], {}
     for i, arm in enumerate(spec.arms):
         name = str(arm.get("name", i))
+        if name in names:
+            raise DiadError(f"{source.locate(('arms', i, 'name'))}: arms[{i}].name: {name!r} is also the name of "
+                            f"arms[{names[name]}]; give each arm its own name")
+        names[name] = i
         sets = {k: v for k, v in arm.items() if k != "name"}
         for key in sets:
             if key.split(".")[0] not in RUN_SECTIONS:
@@ -116,7 +120,18 @@ def grid_points(spec: SweepSpec, source: SpecSource, backend: Backend) -> list[P
                 label = _label(arm, [(k, sets[k]) for k, _ in grid], seed, len(spec.seeds))
                 points.append(Point(label, sets, run_cfg.model_dump(mode="json"), run_keys(backend, run_cfg),
                                     arm=arm if spec.arms else None))
+    _refuse_same_runs(points, spec)
     return points
+
+
+def _refuse_same_runs(points: list[Point], spec: SweepSpec) -> None:
+    """Two points with one run key would be one result file and a sweep forever "pending 1": refuse them."""
+    seen: dict[str, Point] = {}
+    for p in points:
+        first = seen.setdefault(p.keys["run_key"], p)
+        if first is not p:
+            raise DiadError(f"sweep {spec.name}: grid points {first.label!r} and {p.label!r} resolve to the same run "
+                            f"(identical config {p.keys['run_key']}); drop one or make them differ")
 
 
 def interleave_by_training(points: list[Point]) -> list[Point]:

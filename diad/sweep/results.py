@@ -204,5 +204,6 @@ def make_rows(schema: pa.Schema, keys: dict[str, str], flat_cfg: dict[str, Any],
         for m in METRICS:
             value = metrics.get(m)
             row[m] = float("nan") if value is None else float(value)
+        row["pixel_metrics_note"] = metrics.get("pixel_metrics_note")
         rows.append(row)
     return rows

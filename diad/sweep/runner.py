@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -15,12 +16,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from diad.errors import DiadError
+from diad.integrity import ensure_writable_dir
 from diad.sweep import results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct, grid_points, interleave_by_training, with_absolute_paths
 from diad.sweep.spec import Distribution, SweepSpec, load_spec
+from diad.sweep.token import ensure_private_token, keep_token_private
 from diad.sweep.trainable import DONE_FILE, SweepContext, run_trial
 
 
@@ -128,6 +131,23 @@ class Progress(tune.Callback):
         self._line(trials, f"{_trial_name(trial)}: errored after all retries")
 
 
+def check_num_cpus(num_cpus: int | None, spec: SweepSpec) -> None:
+    """A local Ray with fewer CPUs than one trial reserves would wait forever: refuse it up front."""
+    if num_cpus is None:
+        return
+    if num_cpus < 1 or num_cpus < spec.resources.cpu:
+        raise DiadError(f"--num-cpus {num_cpus}: each trial of sweep {spec.name} reserves resources.cpu="
+                        f"{spec.resources.cpu:g} CPUs; give --num-cpus >= {max(1, math.ceil(spec.resources.cpu))}")
+
+
+def check_local_dirs(storage: str, cache: str) -> None:
+    """Storage and cache folders must take files before the first trial runs (not after its training)."""
+    if "://" not in storage:
+        ensure_writable_dir(storage, "--storage")
+    if "://" not in cache:
+        ensure_writable_dir(cache, "--cache-dir")
+
+
 def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus: int | None) -> None:
     """Start a local Ray (default) or join `address`; print how to open the dashboard (token auth stays on)."""
     if ray.is_initialized():
@@ -135,8 +155,12 @@ def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus:
     if address:
         info = ray.init(address=address)
     else:
+        created = ensure_private_token()
         info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                         dashboard_host=dashboard_host)
+        if created:
+            print(f"generated a Ray auth token in {created} (mode 0600)", flush=True)
+    keep_token_private()
     url = getattr(info, "dashboard_url", None)
     if dashboard and url:
         token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
@@ -181,7 +205,11 @@ def launch(spec_path: str, overrides: list[str] | None = None, storage: str | No
     spec = with_absolute_paths(spec)
     storage = storage_root(storage)
     cache = _cache_dir(storage, spec.name, cache_dir)
+    check_num_cpus(num_cpus, spec)
     points = interleave_by_training(grid_points(spec, source, backend))
+    check_local_dirs(storage, cache)
+    print(f"caches: trainings and reconstructions under {cache}, embedded data under "
+          f"{os.environ.get('DIAD_CACHE') or '~/.cache/diad'} ($DIAD_CACHE)", flush=True)
     status = results.run_status(storage, spec.name)
     grid_only = spec.search.algorithm == "grid"
     # sampled searches draw new configs each launch; a trial whose run_key is already done skips itself
@@ -212,7 +240,22 @@ def _fit(tuner) -> dict:
     start = time.time()
     grid = tuner.fit()
     errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
-    return {"ran": len(grid), "errored": len(errors), "errors": errors, "wall_s": time.time() - start}
+    failed = failed_trials(grid)
+    return {"ran": len(grid), "errored": len(errors), "failed": len(failed), "failed_trials": failed,
+            "errors": errors, "wall_s": time.time() - start}
+
+
+def failed_trials(grid) -> list[dict]:
+    """[{trial: its arm/point label, error: one line}] for each trial that errored in Tune or wrote a failed row."""
+    out = []
+    for r in grid:
+        metrics, config = r.metrics or {}, r.config or {}
+        label = config.get("point", {}).get("label") or metrics.get("trial_id") or "?"
+        if r.error is not None:
+            out.append({"trial": label, "error": " ".join(str(r.error).split())[:300]})
+        elif metrics.get("status") == "failed":
+            out.append({"trial": label, "error": metrics.get("error") or "(no message)"})
+    return out
 
 
 def resume(sweep_id: str, storage: str | None = None, address: str | None = None, dashboard: bool = True,
@@ -228,6 +271,8 @@ def resume(sweep_id: str, storage: str | None = None, address: str | None = None
     if not tune.Tuner.can_restore(path):
         raise DiadError(f"{path}: no Tune experiment state to resume; run `diad-sweep launch` again instead")
     backend = backend or backend_from_path(meta["backend"])
+    check_num_cpus(num_cpus, spec)
+    check_local_dirs(storage, meta["cache_dir"])
     connect(address, dashboard, dashboard_host, num_cpus)
     ctx = _context(spec, storage, meta["cache_dir"], backend)
     tuner = tune.Tuner.restore(path, trainable=_trainable(ctx, spec), resume_errored=True)

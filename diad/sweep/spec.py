@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from diad.errors import DiadError, validation_error
 from diad.overrides import parse_overrides, set_path
+from diad.yaml_io import loads_strict, read_yaml_text
 
 RUN_SECTIONS = ("data", "model", "train", "eval")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -170,14 +171,9 @@ def _refuse_swept_overrides(raw: dict, cli: dict[str, Any]) -> None:
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, SpecSource]:
     """Read, profile, override and validate a sweep YAML; DiadError names file:line and the key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except OSError as e:
-        raise DiadError(f"{path}: cannot read sweep spec ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise DiadError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    text = read_yaml_text(path, "sweep spec")  # refuses empty and binary files
+    raw = loads_strict(text, str(path))  # and duplicate keys
+    node = yaml.compose(text)
     if not isinstance(raw, dict):
         raise DiadError(f"{path}: a sweep spec is a YAML mapping (name, base, axes, ...)")
     source = SpecSource(str(path), _node_lines(node) if node is not None else {})

@@ -142,7 +142,8 @@ class _Reporter:
         """The last report: the "mean" row's metrics and the trial's status."""
         mean = next((r for r in rows if r["category"] == MEAN_CATEGORY), rows[0])
         self.last.update({m: mean[m] for m in METRICS})
-        tune.report({**self.last, "phase": "done", "status": mean["status"], "run_key": mean["run_key"], **extra})
+        tune.report({**self.last, "phase": "done", "status": mean["status"], "run_key": mean["run_key"],
+                     "error": mean.get("error"), **extra})
 
 
 @contextlib.contextmanager
@@ -244,5 +245,7 @@ def _train_and_evaluate(backend: Backend, run_cfg, keys: dict, ctx: SweepContext
         peak_mem_mb=_peak_mem_mb(),  # this trial's peak (the worker may have run earlier trials)
         **{f"protocol.{k}": ev.protocol.get(k) for k in PROTOCOL_KEYS},
     )
-    per_category = {c: {**m, "n_test_images": ev.n_images.get(c)} for c, m in ev.per_category.items()}
+    notes = getattr(ev, "pixel_notes", {}) or {}
+    per_category = {c: {**m, "n_test_images": ev.n_images.get(c), "pixel_metrics_note": notes.get(c)}
+                    for c, m in ev.per_category.items()}
     return results.make_rows(schema, keys, flatten(cfg), per_category, info)

@@ -19,6 +19,7 @@ from diad.checkpoint import read_state, save_checkpoint, load_weights
 from diad.config import RunConfig, autoencoder_part
 from diad.hashing import json_hash
 from diad.errors import DiadError
+from diad.integrity import clean_stale_temps
 from diad.models import autoencoder_for, estimate_latent_scale
 from diad.scoring import load_backbone
 from diad.train.batches import batch_indices, generator, to_float
@@ -82,6 +83,7 @@ def ensure_autoencoder(cfg: RunConfig, images: torch.Tensor, cache_dir: Path, de
     path = Path(cache_dir) / "autoencoders" / json_hash(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
+        clean_stale_temps(path.parent)
         if (path / "state.json").is_file():
             vae = autoencoder_for(cfg.model, load_pretrained=False)
             load_weights(path, vae)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
 
 from diad.data import AnomalyDataset
-from diad.data.sample import Sample, has_pixel_masks
+from diad.data.sample import Sample, has_pixel_masks, pixel_metrics_notes
 
 
 def derived_seed(*parts: object) -> int:
@@ -70,6 +70,7 @@ class DecodedSplit:
     categories: list[str]
     paths: list[str]
     has_masks: bool
+    pixel_notes: dict[str, str] = field(default_factory=dict)  # category -> why its pixel metrics are NaN
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -84,4 +85,4 @@ def decode_split(samples: list[Sample], image_size: int, batch: int = 32) -> Dec
         masks.append(b["mask"][:, 0].to(torch.uint8))
     return DecodedSplit(torch.cat(images), torch.cat(masks), [s.label for s in samples],
                         [s.category for s in samples], [str(s.image_path) for s in samples],
-                        has_pixel_masks(samples))
+                        has_pixel_masks(samples), pixel_metrics_notes(samples))
