@@ -50,7 +50,8 @@ def read_yaml_text(path: Path, what: str) -> str:
     except UnicodeDecodeError as e:
         raise DiadError(f"{path}: not UTF-8 text (byte {e.start}); expected a {what} in YAML") from None
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
-        raise DiadError(f"{path}: empty {what}; expected a YAML mapping (see configs/cpu.yaml)")
+        example = "sweeps/smoke.yaml" if "sweep" in what else "configs/cpu.yaml"
+        raise DiadError(f"{path}: empty {what}; expected a YAML mapping (see {example})")
     return text
 
 

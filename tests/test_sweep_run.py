@@ -72,6 +72,8 @@ def test_a_raising_trial_is_recorded_and_the_rest_go_on(fake_sweep):
     spec, storage = fake_sweep(text)
     summary = runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     assert summary["errored"] == 0  # recorded as failed rows, not Tune errors (no pointless retries)
+    assert summary["failed"] == 2 and {f["trial"].split()[0] for f in summary["failed_trials"]} == {"bad"}
+    assert all("cannot identify image file" in f["error"] for f in summary["failed_trials"])
     df = _rows(storage)
     failed = df[df["status"] == "failed"]
     assert len(failed) == 2 and set(failed["category"]) == {"mean"} and failed["image_auroc"].isna().all()

@@ -84,9 +84,9 @@ def test_real_core_errors_also_point_at_the_line(tmp_path):
 
 
 def test_grid_distributions_and_asha_are_refused(tmp_path):
-    path = _write(tmp_path, SPEC + "axes:\n  train.lr: {loguniform: [1.0e-5, 1.0e-3]}\n")
-    # duplicate key 'axes': YAML keeps the last one; the grid search refuses a distribution
-    assert "random or optuna" in _error(path)
+    path = _write(tmp_path, SPEC.replace("  eval.backbone: [efficientnet_lite0, resnet18]",
+                                         "  train.lr: {loguniform: [1.0e-5, 1.0e-3]}"))
+    assert "random or optuna" in _error(path)  # the grid search refuses a distribution
     path = _write(tmp_path, SPEC + "scheduler: {name: asha}\n")
     assert "asha needs search.algorithm random or optuna" in _error(path)
 
