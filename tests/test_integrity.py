@@ -46,7 +46,7 @@ def diad_cache(tmp_path_factory):
 
 def _cfg(root, **eval_over):
     return build_run_config({"data": {"root": str(root), "val_fraction": 0.2}, "model": TINY_MODEL,
-                             "train": {"steps": 1, "batch_size": 2, "ae_steps": 1, "ae_batch_size": 2,
+                             "train": {"steps": 1, "batch_size": 2, "autoencoder": {"steps": 1, "batch_size": 2},
                                        "checkpoint_every": 1, "num_threads": 1},
                              "eval": {**EVAL, **eval_over}})
 
