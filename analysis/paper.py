@@ -51,6 +51,9 @@ PAPER_METRIC = {
     "pixel_auroc": "pixel_auroc",
     "pixel_pro_legacy": "pro",
     "pixel_aupro": "pro",
+    # the paper's AUROCs come from the authors' eval_helper, which flips an AUROC below 0.5
+    "image_auroc_flipped_legacy": "image_auroc",
+    "pixel_auroc_flipped_legacy": "pixel_auroc",
 }
 
 # Row labels as the paper's tables name them (Table 5 column headings as check-mark sums; Table 6 names).

@@ -189,6 +189,28 @@ def predict_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, limit: 
     _say_cache(cache_dir, "reconstructions")
 
 
+@cli.command("import-official")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--context", type=click.Path(path_type=Path), default=None,
+              help="CLIP('') embedding (77x768, .pt or .safetensors): the authors' constant context; default zeros.")
+@click.option("--unsafe-pickle", is_flag=True, help="Allow a pickled .ckpt with Python objects (trusted files only).")
+def import_official_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, context: Path | None,
+                        unsafe_pickle: bool) -> None:
+    """Import the DiAD authors' trained CHECKPOINT (.ckpt or .safetensors, their key layout) as a run in --out;
+    `diad evaluate OUT data.root=...` then evaluates it. OVERRIDES (section.key=value) adjust the run config."""
+    from diad.official import import_official, official_run_config
+
+    if (out / "checkpoints").exists():
+        raise DiadError(f"--out {out}: already holds checkpoints; choose a new directory")
+    path = import_official(checkpoint, out, official_run_config(overrides), context, unsafe_pickle)
+    report = json.loads((out / "import.json").read_text())
+    click.echo(f"mapped {report['mapped']} tensors, ignored {sum(report['ignored'].values())} "
+               f"({'; '.join(report['ignored'])}); context: {report['context']}")
+    click.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Entry point of the `diad` script."""
     cli(prog_name="diad")

@@ -53,6 +53,9 @@ class TrainConfig(_Strict):
     val_batches: int = Field(4, ge=1)  # validation loss (at each checkpoint) over at most this many batches
     num_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None = torch default
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # not runtime-only: bf16 changes the trained weights. bf16 autocasts the forward passes (GPU speed);
+    # loss and optimizer stay fp32
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> "TrainConfig":
@@ -67,6 +70,10 @@ class ReconConfig(_Strict):
 
     forward_steps: int = Field(1000, ge=1, le=1000)  # T: noise the latent to step T (t = T-1)
     ddim_steps: int = Field(10, ge=1)
+    # authors: steps at 901, 801, ..., 1, the last to alpha_bar_0 = 0.99915 (their ddim.py); diffusers:
+    # 999, 899, ..., 99, the last to alpha_bar = 1. Both noise the latent to t = T-1 (diad.models.ddim).
+    ddim_grid: Literal["authors", "diffusers"] = "diffusers"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the reconstruction networks; DDIM update fp32
     seed: int = 0  # the forward-noise seed (one generator per image)
 
 

@@ -36,6 +36,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {
             "image_size": 256,
             "pretrained_dir": None,
+            "vae_posterior": "sample",  # the authors sample z0 from the posterior at train and test time
             "autoencoder": {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,  # SD KL-f8
                             "latent_channels": 4, "norm_num_groups": 32, "latent_scale": 0.18215},
             "unet": {"block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,  # SD-1.5
@@ -45,8 +46,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "pixel_unet": {"block_out_channels": [128, 128, 256, 256, 512, 512], "layers_per_block": 2,
                            "norm_num_groups": 32},  # DDPM-256 baseline
         },
-        "train": {"epochs": 1000, "batch_size": 12, "lr": 1e-5, "checkpoint_every": 1000,
+        # the authors' effective batch: 12 x accumulate_grad_batches 4 = 48
+        "train": {"epochs": 1000, "batch_size": 12, "grad_accum": 4, "lr": 1e-5, "checkpoint_every": 1000,
                   "autoencoder": {"steps": 2000, "lr": 1e-5}},
-        "eval": {"batch_size": 8, "sigma": 5.0},  # the paper's (and the authors' test.py) smoothing at 256 px
+        # sigma 5: the paper's (and the authors' test.py) smoothing at 256 px; their DDIM grid
+        "eval": {"batch_size": 8, "sigma": 5.0, "ddim_grid": "authors"},
     },
 }

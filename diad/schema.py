@@ -12,8 +12,10 @@ from typing import Literal
 
 Kind = Literal["string", "float", "int", "bool", "timestamp"]
 
-IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1max")
-PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy")
+# *_flipped_legacy: the DiAD authors' AUROC (their eval_helper flips one below 0.5), for comparison only
+IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1max", "image_auroc_flipped_legacy")
+PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy",
+                 "pixel_auroc_flipped_legacy")
 METRICS = IMAGE_METRICS + PIXEL_METRICS
 # What makes two numbers comparable, recorded with every result (as protocol.<key> columns).
 PROTOCOL_KEYS = ("resolution", "mask_rule", "score_rule", "pro_definition")
@@ -39,6 +41,10 @@ METRIC_MEANINGS = {
     "pixel_f1max": "pixel-level best F1 over thresholds",
     "pixel_aupro": "exact MVTec AU-PRO up to FPR 0.3 (diad.metrics.PRO_DEFINITION)",
     "pixel_pro_legacy": "the authors' PRO (200 thresholds, FPR rescaled): never call it PRO",
+    "image_auroc_flipped_legacy": "max(image AUROC, 1 - it), as the authors' eval_helper reports it: only for "
+                                  "comparing with their published numbers",
+    "pixel_auroc_flipped_legacy": "max(pixel AUROC, 1 - it), as the authors' eval_helper reports it: only for "
+                                  "comparing with their published numbers",
 }
 
 _KEY_MEANINGS = {

@@ -9,9 +9,11 @@ from diad.metrics.curves import CurveAccumulator
 
 
 def image_metrics(labels, scores) -> dict[str, float]:
-    """labels (N,) 0 normal / 1 anomalous, scores (N,) float -> {image_auroc, image_ap, image_f1max}.
+    """labels (N,) 0 normal / 1 anomalous, scores (N,) float -> {image_auroc, image_ap, image_f1max,
+    image_auroc_flipped_legacy}.
 
-    NaN when one class is missing. An AUROC below 0.5 is reported as it is, never flipped.
+    NaN when one class is missing. An AUROC below 0.5 is reported as it is, never flipped; the authors'
+    flipped value is only the separately named legacy column.
     """
     labels, scores = _check(labels, scores)
     order = np.argsort(scores, kind="stable")[::-1]
@@ -19,7 +21,17 @@ def image_metrics(labels, scores) -> dict[str, float]:
     n_pos = int(pos.sum())
     acc = CurveAccumulator(n_pos, len(pos) - n_pos)
     acc.feed(scores[order], pos, None, next_score=None)
-    return {"image_auroc": acc.auroc(), "image_ap": acc.ap(), "image_f1max": acc.f1max()}
+    auroc = acc.auroc()
+    return {"image_auroc": auroc, "image_ap": acc.ap(), "image_f1max": acc.f1max(),
+            "image_auroc_flipped_legacy": flipped_legacy(auroc)}
+
+
+def flipped_legacy(auroc: float) -> float:
+    """max(AUROC, 1 - AUROC): what the DiAD authors' eval_helper reports (it flips an AUROC below 0.5).
+
+    Only for comparing with their published numbers; the exact metric is the unflipped `*_auroc`.
+    """
+    return auroc if auroc != auroc else max(auroc, 1.0 - auroc)  # NaN stays NaN
 
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from diad.errors import DiadError
 from diad.metrics.curves import CurveAccumulator
+from diad.metrics.image import flipped_legacy
 
 PRO_DEFINITION = (
     "AU-PRO (MVTec AD reference): every distinct score a threshold (ties collapsed); ground-truth "
@@ -39,7 +40,7 @@ def pixel_metrics(masks, maps, *, fpr_limit: float = 0.3) -> dict[str, float]:
     """masks (N,H,W) bool/uint8 (nonzero = defect), maps (N,H,W) float -> pixel metrics dict.
 
     Scores are compared as float32. Keys: pixel_auroc, pixel_ap, pixel_f1max, pixel_aupro,
-    pixel_pro_legacy. A metric whose classes are missing (no defect or no normal pixel) is NaN.
+    pixel_pro_legacy, pixel_auroc_flipped_legacy (the authors' flip of an AUROC below 0.5; comparison only). A metric whose classes are missing (no defect or no normal pixel) is NaN.
     """
     if not 0.0 < fpr_limit <= 1.0:
         raise DiadError(f"pixel metrics: fpr_limit={fpr_limit}; expected a value in (0, 1]")
@@ -61,6 +62,7 @@ def pixel_metrics(masks, maps, *, fpr_limit: float = 0.3) -> dict[str, float]:
         "pixel_f1max": acc.f1max(),
         "pixel_aupro": acc.aupro(),
         "pixel_pro_legacy": _legacy_auc(acc, legacy_th, fpr_limit),
+        "pixel_auroc_flipped_legacy": flipped_legacy(acc.auroc()),
     }
 
 

@@ -118,6 +118,11 @@ class ModelConfig(_Strict):
     image_size: int
     # SD-1.5 weights: a diffusers folder with unet/ and vae/ (required by the paper profile)
     pretrained_dir: Path | None = None
+    # z0 = E(x0): the posterior's mode, or a sample of it (seeded per image at test time, per step in training)
+    vae_posterior: Literal["sample", "mode"] = "mode"
+    # what the autoencoder and the hint path see: [-1,1] (SD's convention), or ImageNet-normalised images
+    # (the authors' data loader; set by `diad import-official` so their weights see what they were trained on)
+    image_norm: Literal["minus_one_one", "imagenet"] = "minus_one_one"
     autoencoder: AutoencoderConfig
     unet: UNetConfig
     sg: SGConfig
@@ -144,6 +149,8 @@ class ModelConfig(_Strict):
         sg = self.sg
         if self.pixel_space and sg.enabled:
             raise ValueError("variant 'ddpm' is unconditional: sg.middle/sg.levels/sg.sff must be off")
+        if self.pixel_space and self.image_norm != "minus_one_one":
+            raise ValueError("variant 'ddpm' denoises images in [-1,1]: image_norm must be minus_one_one")
         if sg.sff != "none" and "sgeb4" not in sg.levels:
             raise ValueError(f"sg.sff={sg.sff!r} writes into SGEB4: sg.levels must contain 'sgeb4'")
         if len(sg.hint_channels) != len(self.autoencoder.block_out_channels):

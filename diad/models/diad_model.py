@@ -17,6 +17,7 @@ from diad.models.sg import SGNetwork
 
 # Optional file beside unet/ and vae/: the authors' constant context, CLIP("") of shape (77, 768).
 CONTEXT_FILE = "empty_context.pt"
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean, std (the authors' mvtecad_dataloader.py)
 
 
 def unet_kwargs(cfg: UNetConfig, latent_channels: int, latent_size: int) -> dict:
@@ -190,19 +191,38 @@ class DiADModel(nn.Module):
             self.vae.eval()
         return self
 
+    def to_net(self, x01: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] -> what the autoencoder and the hint path see: [-1,1] (SD), or ImageNet-normalised
+        (image_norm=imagenet: the authors' data loader, for their imported checkpoints)."""
+        if self.cfg.image_norm == "imagenet":
+            mean, std = (torch.tensor(v, device=x01.device, dtype=x01.dtype).view(1, 3, 1, 1) for v in IMAGENET)
+            return (x01 - mean) / std
+        return x01 * 2 - 1
+
+    def from_net(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of to_net, clamped to [0,1]."""
+        if self.cfg.image_norm == "imagenet":
+            mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) for v in IMAGENET)
+            return (x * std + mean).clamp(0, 1)
+        return ((x + 1) / 2).clamp(0, 1)
+
     def encode(self, x01: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images (N,3,H,W) in [0,1] -> scaled latents z0 (N,C,H/f,W/f); identity to [-1,1] for ddpm."""
-        x = x01 * 2 - 1
+        x = self.to_net(x01)
         if self.vae is None:
             return x
         dist = self.vae.encode(x).latent_dist
         z = dist.sample(generator) if sample else dist.mode()
         return z * self.latent_scale
 
+    def posterior_std(self, x01: torch.Tensor) -> torch.Tensor:
+        """Scaled posterior std (N,C,h,w): encode(sample=True) = encode() + posterior_std() * N(0, I)."""
+        return self.vae.encode(self.to_net(x01)).latent_dist.std * self.latent_scale
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latents (N,C,h,w) -> images (N,3,H,W) in [0,1]."""
         x = z if self.vae is None else self.vae.decode(z / self.latent_scale).sample
-        return ((x + 1) / 2).clamp(0, 1)
+        return self.from_net(x)
 
     def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor) -> torch.Tensor:
         """eps_theta(z_t, t, C(x0)): z_t (N,C,h,w), t int or (N,), x0 (N,3,H,W) in [0,1] -> (N,C,h,w)."""
@@ -213,7 +233,7 @@ class DiADModel(nn.Module):
         context = self.context.to(z_t.dtype).expand(n, -1, -1)
         if self.sg is None:
             return self.unet(z_t, t, encoder_hidden_states=context).sample
-        residuals, mid = self.sg(z_t, t, context, x0 * 2 - 1)
+        residuals, mid = self.sg(z_t, t, context, self.to_net(x0))
         return self.unet(
             z_t,
             t,

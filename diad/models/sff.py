@@ -28,7 +28,11 @@ class SFFBranch(nn.Sequential):
 
 
 class SFF(nn.Module):
-    """out_i = act(sum_j branch_ij(sgeb3_j)) for i, j over the three SGEB4 / SGEB3 tensors (nine branches)."""
+    """out_i = act(base_i + sum_j branch_ij(sgeb3_j)) for i, j over the three SGEB4 / SGEB3 tensors (nine branches).
+
+    base_i: the SGEB4 tensor the fusion joins, when the outer activation covers it (the authors' code,
+    sgn/sgn.py: outs[9+i] = silu(outs[9+i] + sum_j down_ji(outs[6+j]))); None = act on the branch sum alone.
+    """
 
     def __init__(
         self,
@@ -44,6 +48,9 @@ class SFF(nn.Module):
         )
         self.act = _norm_act(kind, 1)[1]
 
-    def forward(self, sgeb3: list[torch.Tensor]) -> list[torch.Tensor]:
-        """SGEB3 tensors (N, C3_j, H, W) -> one fused tensor per SGEB4 output, (N, C4_i, H/2, W/2)."""
-        return [self.act(sum(b(x) for b, x in zip(row, sgeb3))) for row in self.branches]
+    def forward(self, sgeb3: list[torch.Tensor], base: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """SGEB3 tensors (N, C3_j, H, W) [+ SGEB4 tensors (N, C4_i, H/2, W/2)] -> one fused tensor per SGEB4 output."""
+        sums = [sum(b(x) for b, x in zip(row, sgeb3)) for row in self.branches]
+        if base is not None:
+            sums = [b + s for b, s in zip(base, sums)]
+        return [self.act(s) for s in sums]

@@ -88,7 +88,9 @@ class SGNetwork(nn.Module):
             # Rejected: zero-init SFF added after the zero-convs (BN+ReLU would never learn, ReLU
             # has zero slope at 0) and small-init SFF there (IN rescales any non-zero conv output to
             # unit variance, so training would not start at SD). One wiring for IN and BN keeps
-            # Table 5's comparison like for like.
+            # Table 5's comparison like for like. The learnable wiring keeps the activation on the
+            # branch sum only (not on raw SGEB4 + sum, the authors' outer SiLU): a SiLU over the raw
+            # features would cut their negative half from every SGEB4 skip, SFF or not.
             self.sff = SFF(
                 [channels[i] for i in self.sgeb3],
                 [channels[i] for i in self.sgeb4],
@@ -124,9 +126,10 @@ class SGNetwork(nn.Module):
         for key, conv in self.zero_convs.items():
             outs[int(key)] = conv(feats[int(key)])
         if self.wiring == "authors":
-            fused = self.sff([outs[i] for i in self.sgeb3])
+            # the authors' outer SiLU covers the SGEB4 zero-conv output too: silu(zc(sgeb4) + sum of branches)
+            fused = self.sff([outs[i] for i in self.sgeb3], base=[outs[i] for i in self.sgeb4])
             for i, f in zip(self.sgeb4, fused):
-                outs[i] = outs[i] + f
+                outs[i] = f
         # Levels that are not injected get zeros: SD's UNet takes one residual per skip.
         residuals = [o if i in self.inject else torch.zeros_like(f) for i, (o, f) in enumerate(zip(outs, feats))]
         if self.mid_block is None:

@@ -21,6 +21,7 @@ from diad import checkpoint as ckpt
 from diad.config import RunConfig, training_part
 from diad.errors import DiadError
 from diad.models import make_scheduler
+from diad.models.precision import autocast
 from diad.train.batches import batch_indices, derived_seed, generator, to_float
 
 OnCheckpoint = Callable[[int, Path, dict], None]
@@ -60,6 +61,24 @@ def encode_all(model: torch.nn.Module, images: torch.Tensor, device: torch.devic
     return torch.cat(parts)
 
 
+@torch.no_grad()
+def posterior_std_all(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int = 32) -> torch.Tensor:
+    """Scaled posterior std (N,C,h,w) of the frozen encoder: with encode_all's mode, z0 = mode + std * eps is
+    a posterior sample (vae_posterior=sample) drawn fresh each step without running the encoder again."""
+    model.eval()
+    parts = []
+    for i in range(0, len(images), batch):
+        parts.append(model.posterior_std(to_float(images[i:i + batch], device)))
+    return torch.cat(parts)
+
+
+def _posterior_sample(mode: torch.Tensor, std: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+    """mode itself (vae_posterior=mode) or mode + std * eps, eps from `g` drawn on CPU."""
+    if std is None:
+        return mode
+    return mode + std * torch.randn(mode.shape, generator=g).to(mode.device)
+
+
 def _noisy_batch(scheduler, z0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z_t, t, eps) with t ~ U{0..T-1}, eps ~ N(0, I) drawn from `g` on CPU (same on every device)."""
     n_train = scheduler.config.num_train_timesteps
@@ -83,8 +102,9 @@ def validation_loss(model, scheduler, z0: torch.Tensor, x0_uint8: torch.Tensor, 
         for i in range(0, n, cfg.train.batch_size):
             z_t, t, noise = _noisy_batch(scheduler, z0[i:i + cfg.train.batch_size], g)
             x0 = to_float(x0_uint8[i:i + cfg.train.batch_size], device)
-            eps = model.predict_noise(z_t, t, x0)
-            losses.append(F.mse_loss(eps, noise, reduction="sum").item() / eps[0].numel())
+            with autocast(device, cfg.train.precision):
+                eps = model.predict_noise(z_t, t, x0)
+            losses.append(F.mse_loss(eps.float(), noise, reduction="sum").item() / eps[0].numel())
     model.train(was_training)
     return sum(losses) / n
 
@@ -132,7 +152,9 @@ def train_denoiser(cfg: RunConfig, model, train_x: torch.Tensor, val_x: torch.Te
         last = ckpt.latest_checkpoint(root)
         return DenoiserResult(last, start, 0.0, 0.0, prev.get("loss", float("nan")), prev.get("val_loss", float("nan")))
     scheduler = make_scheduler()
-    z_train, z_val = encode_all(model, train_x, device), encode_all(model, val_x, device)
+    z_train, z_val = encode_all(model, train_x, device), encode_all(model, val_x, device)  # val: always the mode
+    sampled = model.vae is not None and cfg.model.vae_posterior == "sample"
+    std_train = posterior_std_all(model, train_x, device) if sampled else None
     model.train()
     bar = tqdm(total=total, initial=start, desc="denoiser", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     t0, seen, window = time.perf_counter(), 0, []
@@ -142,9 +164,13 @@ def train_denoiser(cfg: RunConfig, model, train_x: torch.Tensor, val_x: torch.Te
         step_loss = 0.0
         for micro in range(t.grad_accum):
             idx = batch_indices(len(z_train), t.batch_size, t.seed, step, micro, t.grad_accum)
-            z_t, tt, noise = _noisy_batch(scheduler, z_train[idx.to(z_train.device)], generator(t.seed, "noise", step, micro))
-            eps = model.predict_noise(z_t, tt, to_float(train_x[idx], device))
-            loss = F.mse_loss(eps, noise) / t.grad_accum
+            di = idx.to(z_train.device)
+            z0 = _posterior_sample(z_train[di], None if std_train is None else std_train[di],
+                                   generator(t.seed, "posterior", step, micro))
+            z_t, tt, noise = _noisy_batch(scheduler, z0, generator(t.seed, "noise", step, micro))
+            with autocast(device, t.precision):
+                eps = model.predict_noise(z_t, tt, to_float(train_x[idx], device))
+            loss = F.mse_loss(eps.float(), noise) / t.grad_accum
             if not torch.isfinite(loss):
                 raise DiadError(f"step {step}: loss is {loss.item() * t.grad_accum} (not finite); training stopped, "
                                 f"last good checkpoint: {last_dir or 'none'}; lower train.lr (now {t.lr})")
