@@ -207,7 +207,7 @@ def _fit(ours: torch.Tensor, theirs: torch.Tensor, name: str) -> torch.Tensor:
 
 def _check_schedule(sd: dict[str, torch.Tensor]) -> None:
     """Their betas must be ours (scaled-linear 0.00085..0.012, 1000 steps), or their model means something else."""
-    from diad.models.reconstruct import make_scheduler
+    from diad.models.ddim import make_scheduler
 
     if "betas" in sd:
         ours = make_scheduler().betas.double()

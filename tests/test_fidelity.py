@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from diad.errors import DiadError
 from diad.models import make_scheduler
-from diad.models.reconstruct import ddim_plan
+from diad.models.ddim import ddim_plan
 
 from test_models import TINY, images, open_zero_convs, tiny
 
@@ -111,7 +111,7 @@ class _ZeroEps(torch.nn.Module):
 
 @pytest.mark.parametrize("grid, first, end", [("authors", 901, 0), ("diffusers", 999, None)])
 def test_reconstruct_walks_the_grid_from_a_latent_noised_to_999(grid, first, end):
-    from diad.models.reconstruct import reconstruct
+    from diad.models.ddim import reconstruct
 
     model = _ZeroEps()
     x = images(2)
@@ -127,7 +127,7 @@ def test_reconstruct_walks_the_grid_from_a_latent_noised_to_999(grid, first, end
 # ---- VAE posterior, batching, precision ---------------------------------------------------------------
 
 def _recon(model, x, keys, **kw):
-    from diad.models.reconstruct import reconstruct
+    from diad.models.ddim import reconstruct
 
     gens = [torch.Generator().manual_seed(1000 + k) for k in keys]  # one generator per image, as the pipeline
     return reconstruct(model, x, 100, 3, generator=gens, **kw)

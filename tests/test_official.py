@@ -101,7 +101,7 @@ def test_layout_has_the_authors_names_and_matches_diffusers_own_conversion():
 
 
 def test_import_maps_every_key_and_reproduces_the_model(tmp_path):
-    from diad.models.reconstruct import reconstruct
+    from diad.models.ddim import reconstruct
     from diad.pipeline import load_trained, resolve_checkpoint
 
     cfg, src = _source_model()
