@@ -173,3 +173,29 @@ def test_cli_import_then_evaluate(tmp_path, monkeypatch):
     assert mean["image_auroc_flipped_legacy"] == max(mean["image_auroc"], 1 - mean["image_auroc"])
     again = run.invoke(cli, ["import-official", str(tmp_path / "authors.safetensors"), "--out", str(tmp_path / "run")])
     assert again.exit_code == 2 and "already holds checkpoints" in again.output
+
+
+@pytest.mark.slow
+def test_sd15_sized_layout_on_the_meta_device():
+    """The name table at the real sizes (no weights: meta tensors): shapes of the authors' sgn/sgn.py, SD-1.5's 686
+    UNet tensors, and diffusers' own LDM conversion agreeing at full size."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    cfg = official.official_run_config()
+    with torch.device("meta"):
+        model = build_model(cfg.model, load_pretrained=False)
+    sd = {}
+    for key, t in model.state_dict().items():
+        name = official.official_name(key, cfg.model)
+        if name is not None:
+            sd[name] = t
+    shapes = {n: tuple(sd[n].shape) for n in ("control_model.down11.0.weight", "control_model.down32.0.weight",
+                                                 "control_model.input_hint_block.14.weight",
+                                                 "model.diffusion_model.output_blocks.8.2.conv.weight")}
+    # sgn/sgn.py: down1x = Conv2d(640, 1280, 3, stride 2), down2x/3x = Conv2d(1280, 1280, ...); hint 256 -> 320
+    assert shapes == {"control_model.down11.0.weight": (1280, 640, 3, 3), "control_model.down32.0.weight": (1280, 1280, 3, 3),
+                      "control_model.input_hint_block.14.weight": (320, 256, 3, 3),
+                      "model.diffusion_model.output_blocks.8.2.conv.weight": (640, 640, 3, 3)}
+    assert sum(n.startswith("model.diffusion_model.") for n in sd) == 686  # tensors of SD-1.5's UNet
+    assert convert_ldm_unet_checkpoint(sd, dict(model.unet.config)).keys() == model.unet.state_dict().keys()
+    assert convert_ldm_vae_checkpoint(sd, dict(model.vae.config)).keys() == model.vae.state_dict().keys()
