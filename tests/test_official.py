@@ -199,3 +199,19 @@ def test_sd15_sized_layout_on_the_meta_device():
     assert sum(n.startswith("model.diffusion_model.") for n in sd) == 686  # tensors of SD-1.5's UNet
     assert convert_ldm_unet_checkpoint(sd, dict(model.unet.config)).keys() == model.unet.state_dict().keys()
     assert convert_ldm_vae_checkpoint(sd, dict(model.vae.config)).keys() == model.vae.state_dict().keys()
+
+
+class _Hparams:  # stands for the Python objects a Lightning .ckpt pickles besides tensors
+    lr = 1e-5
+
+
+def test_torch_ckpt_reads_tensors_only_unless_trusted(tmp_path):
+    sd = {"model.diffusion_model.out.2.bias": torch.zeros(4)}
+    torch.save({"state_dict": sd}, tmp_path / "plain.ckpt")
+    assert official.read_state_dict(tmp_path / "plain.ckpt").keys() == sd.keys()
+    torch.save({"state_dict": sd, "hyper_parameters": _Hparams()}, tmp_path / "lightning.ckpt")
+    with pytest.raises(DiadError, match="--unsafe-pickle"):
+        official.read_state_dict(tmp_path / "lightning.ckpt")
+    assert official.read_state_dict(tmp_path / "lightning.ckpt", unsafe_pickle=True).keys() == sd.keys()
+    with pytest.raises(DiadError, match="not found"):
+        official.read_state_dict(tmp_path / "none.ckpt")
