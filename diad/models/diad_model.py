@@ -13,6 +13,7 @@ from torch import nn
 
 from diad.errors import DiadError
 from diad.models.config import AutoencoderConfig, ModelConfig, PixelUNetConfig, UNetConfig
+from diad.models.pretrained import load_pretrained, weights_path
 from diad.models.sg import SGNetwork
 
 # Optional file beside unet/ and vae/: the authors' constant context, CLIP("") of shape (77, 768).
@@ -54,64 +55,42 @@ def autoencoder_kwargs(cfg: AutoencoderConfig, image_size: int) -> dict:
     )
 
 
-def pretrained_subdir(cfg: ModelConfig, name: str) -> Path | None:
-    """<pretrained_dir>/<name> ("unet" or "vae") holding weights to load; None for a random init (cpu profile)."""
+def pretrained_weights(cfg: ModelConfig, name: str) -> Path | None:
+    """Where the SD-1.5 `name` ("unet" or "vae") weights come from: <pretrained_dir>/<name> (diffusers folder) or
+    pretrained_dir itself (one LDM-layout checkpoint file); None for a random init (cpu profile)."""
     if cfg.pretrained_dir is None:
         if cfg.profile == "paper":
             raise DiadError(
-                "model.pretrained_dir: not set; the paper profile needs SD-1.5 in diffusers format: "
-                "<dir>/unet/ and <dir>/vae/ (config.json + weights, e.g. the unet and vae subfolders "
-                "of stable-diffusion-v1-5)", key="model.pretrained_dir"
+                "model.pretrained_dir: not set; the paper profile needs SD-1.5: a folder with unet/ and vae/ in "
+                "diffusers format (e.g. stable-diffusion-v1-5), or the checkpoint file v1-5-pruned.ckpt / "
+                ".safetensors in the original LDM layout", key="model.pretrained_dir"
             )
         return None
-    path = Path(cfg.pretrained_dir).expanduser() / name
-    if not (path / "config.json").is_file():
-        raise DiadError(
-            f"model.pretrained_dir: {path} has no config.json; expected SD-1.5 {name} weights in "
-            f"diffusers format (save_pretrained output) at <pretrained_dir>/{name}/", key="model.pretrained_dir"
-        )
-    return path
-
-
-def _as_list(value):
-    """Tuples and lists compare equal (diffusers configs hold lists, ours tuples)."""
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def _check_loaded(loaded: dict, expected: dict, path: Path) -> None:
-    """Refuse pretrained weights whose sizes differ from the config (never silently reshape)."""
-    for key, want in expected.items():
-        if _as_list(loaded.get(key)) != _as_list(want):
-            raise DiadError(f"model.pretrained_dir: {path} has {key}={loaded.get(key)}, the config expects {want}")
+    return weights_path(Path(cfg.pretrained_dir), name)
 
 
 def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, weights: Path | None = None
                ) -> UNet2DConditionModel:
-    """The SD denoiser (model.unet): weights from a diffusers folder, or a random init when None."""
+    """The SD denoiser (model.unet): weights from pretrained_weights() (folder or LDM file), or a random init."""
     kw = unet_kwargs(cfg, latent_channels, latent_size)
     if weights is None:
         return UNet2DConditionModel(**kw)
-    unet = UNet2DConditionModel.from_pretrained(weights, local_files_only=True)
-    _check_loaded(dict(unet.config), {k: kw[k] for k in ("block_out_channels", "cross_attention_dim", "in_channels")},
-                  weights)
-    return unet
+    return load_pretrained(weights, "unet", kw)
 
 
 def build_autoencoder(cfg: AutoencoderConfig, image_size: int, weights: Path | None = None) -> AutoencoderKL:
-    """The KL autoencoder (model.autoencoder): weights from a diffusers folder, or a random init when None."""
+    """The KL autoencoder (model.autoencoder): weights from pretrained_weights(), or a random init when None."""
     kw = autoencoder_kwargs(cfg, image_size)
     if weights is None:
         return AutoencoderKL(**kw)
-    vae = AutoencoderKL.from_pretrained(weights, local_files_only=True)
-    _check_loaded(dict(vae.config), {k: kw[k] for k in ("block_out_channels", "latent_channels")}, weights)
-    return vae
+    return load_pretrained(weights, "vae", kw)
 
 
 def autoencoder_for(cfg: ModelConfig, load_pretrained: bool = True) -> AutoencoderKL:
     """The autoencoder of a model config: its own stage trains it (diad/train/autoencoder.py)."""
     if cfg.pixel_space:
         raise DiadError("model.variant: 'ddpm' works in pixel space and has no autoencoder", key="model.variant")
-    return build_autoencoder(cfg.autoencoder, cfg.image_size, pretrained_subdir(cfg, "vae") if load_pretrained else None)
+    return build_autoencoder(cfg.autoencoder, cfg.image_size, pretrained_weights(cfg, "vae") if load_pretrained else None)
 
 
 def build_pixel_unet(cfg: PixelUNetConfig, image_size: int) -> UNet2DModel:
@@ -252,7 +231,7 @@ def build_model(cfg: ModelConfig, vae: AutoencoderKL | None = None, load_pretrai
     if cfg.pixel_space:
         return DiADModel(cfg, build_pixel_unet(cfg.pixel_unet, cfg.image_size), None, None, None)
     unet = build_unet(cfg.unet, cfg.autoencoder.latent_channels, cfg.latent_size,
-                      pretrained_subdir(cfg, "unet") if load_pretrained else None)
+                      pretrained_weights(cfg, "unet") if load_pretrained else None)
     vae = vae if vae is not None else autoencoder_for(cfg, load_pretrained)
     sg = None
     if cfg.sg.enabled:
