@@ -63,8 +63,10 @@ def sd15_kwargs(tiny: bool) -> tuple[dict, dict]:
     return unet, vae
 
 
-def write_random_sd15(out: Path, tiny: bool = False, seed: int = 0) -> dict:
-    """SD-1.5-sized (or tiny) UNet + VAE with random weights, saved in diffusers format under out/{unet,vae}."""
+def write_random_sd15(out: Path, tiny: bool = False, seed: int = 0, device=None) -> dict:
+    """SD-1.5-sized (or tiny) UNet + VAE with random weights, saved in diffusers format under out/{unet,vae}.
+
+    device: where the random init runs (a GPU does the 860M-parameter init in a fraction of the CPU's time)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -72,7 +74,8 @@ def write_random_sd15(out: Path, tiny: bool = False, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     counts = {}
     for name, cls, cfg in (("unet", UNet2DConditionModel, unet_cfg), ("vae", AutoencoderKL, vae_cfg)):
-        model = cls.from_config(cfg)
+        with torch.device(device or "cpu"):
+            model = cls.from_config(cfg)
         counts[f"{name}_params"] = sum(p.numel() for p in model.parameters())
         model.save_pretrained(out / name, safe_serialization=True)
         del model
@@ -160,6 +163,14 @@ def _overrides(weights: Path, data_root: Path, tiny: bool, threads: int, size: i
     return out
 
 
+def _wait_for_memory(gib: float, limit_s: float) -> float:
+    """Seconds waited until `gib` GiB are available (the machine is shared; gives up after limit_s)."""
+    t0 = time.perf_counter()
+    while mem_available_gib() < gib and time.perf_counter() - t0 < limit_s:
+        time.sleep(2)
+    return time.perf_counter() - t0
+
+
 def _dir_gib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**30
 
@@ -172,6 +183,11 @@ def _run(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=4, help="test images (half defective)")
     ap.add_argument("--stop-gib", type=float, default=3.0, help="stop a command when available memory drops under")
     ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: $DIAD_CACHE/bench/paper_full)")
+    ap.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+                    help="set glibc's MALLOC_MMAP_THRESHOLD_ for the commands (recorded in the results)")
+    ap.add_argument("--wait-gib", type=float, default=0.0,
+                    help="before each command, wait (up to --wait-s) until this much memory is available")
+    ap.add_argument("--wait-s", type=float, default=600.0)
     ap.add_argument("--keep", action="store_true", help="keep the weights, run and data in --work")
     ap.add_argument("--out-dir", type=Path, default=None, help=f"results dir (default: {RESULTS_DIR})")
     args = ap.parse_args(argv)
@@ -187,21 +203,36 @@ def _run(argv=None) -> int:
     if avail < args.stop_gib:
         print(f"not starting: under --stop-gib {args.stop_gib}", file=sys.stderr)
         return 1
-    t0 = time.perf_counter()
-    counts = write_random_sd15(work / "sd15", tiny=args.tiny)
-    weights_s = time.perf_counter() - t0
-    write_images(work / "data", size, args.n_train, args.n_test)
-    print(f"random SD-1.5 weights ({counts}) written in {weights_s:.1f} s", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "HF_HUB_OFFLINE": "1", "DIAD_CACHE": str(work / "cache")}
+    if args.malloc_mmap_threshold:
+        # glibc: a fixed threshold stops it from raising it after the first big free, so freed activations of
+        # the autoencoder stage go back to the OS instead of staying in the heap
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
+    t0 = time.perf_counter()
+    # in a child process, so this (watching) process never holds the 3.4 GB UNet
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from bench_paper_full import write_random_sd15, "
+            "write_images; from pathlib import Path; w = Path(sys.argv[2]); "
+            "c = write_random_sd15(w / 'sd15', tiny=sys.argv[3] == '1'); "
+            "write_images(w / 'data', int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])); print(json.dumps(c))")
+    made = subprocess.run([sys.executable, "-c", code, str(BENCH_DIR), str(work), "1" if args.tiny else "0", str(size),
+                           str(args.n_train), str(args.n_test)], env=env, cwd=REPO, capture_output=True, text=True)
+    if made.returncode != 0:
+        print(made.stderr[-3000:], file=sys.stderr)
+        return 1
+    counts = json.loads(made.stdout.strip().splitlines()[-1])
+    weights_s = time.perf_counter() - t0
+    print(f"random SD-1.5 weights ({counts}) and {args.n_train}+{args.n_test} images written in {weights_s:.1f} s",
+          flush=True)
     run, evald = work / "run", work / "eval"
     cli = [sys.executable, "-m", "diad.cli"]
     over = _overrides(work / "sd15", work / "data", args.tiny, args.threads, size)
-    steps = [("train", cli + ["train", str(PAPER_YAML), *over, "--out", str(run), "--no-progress"]),
+    steps = [("train", cli + ["train", str(PAPER_YAML), *over, "--out", str(run)]),  # progress bars go to the log
              ("evaluate", cli + ["evaluate", str(run), "--out", str(evald), "--no-progress"])]
     results = []
     for step, cmd in steps:
-        print(f"{step}: {' '.join(cmd[1:])}", flush=True)
+        waited = _wait_for_memory(args.wait_gib, args.wait_s)
+        print(f"{step}: {' '.join(cmd[1:])} (waited {waited:.0f} s; {mem_available_gib():.1f} GiB available)", flush=True)
         res = run_watched(step, cmd, env, args.stop_gib, work / f"{step}.log")
         results.append(res)
         print(f"{step}: rc {res.rc}, {res.wall_s:.1f} s, peak RSS {res.peak_rss_gib:.2f} GiB, "
@@ -217,6 +248,7 @@ def _run(argv=None) -> int:
         extra["checkpoint_gib"] = _dir_gib(Path(extra["train_result"]["checkpoint_dir"]))
     payload = {"tiny": args.tiny, "image_size": size, "n_train": args.n_train, "n_test": args.n_test,
                "threads": args.threads, "weights": "random (speed/memory only)", "params": counts,
+               "malloc_mmap_threshold": args.malloc_mmap_threshold,
                "write_weights_s": weights_s, "commands": [asdict(r) for r in results], "ok": ok, **extra,
                "rerun": "DIAD_CACHE=/tmp/$USER/cache .venv/bin/python bench/bench_paper_full.py"
                         + (" --tiny" if args.tiny else "")}
