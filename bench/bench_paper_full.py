@@ -151,7 +151,7 @@ def run_watched(name: str, cmd: list[str], env: dict, stop_gib: float, log: Path
                    state["stopped"], tail)
 
 
-def _overrides(weights: Path, data_root: Path, tiny: bool, threads: int, size: int) -> list[str]:
+def paper_overrides(weights: Path, data_root: Path, tiny: bool, threads: int, size: int) -> list[str]:
     model = {"pretrained_dir": str(weights)}
     if tiny:
         model.update(TINY_MODEL)
@@ -226,7 +226,7 @@ def _run(argv=None) -> int:
           flush=True)
     run, evald = work / "run", work / "eval"
     cli = [sys.executable, "-m", "diad.cli"]
-    over = _overrides(work / "sd15", work / "data", args.tiny, args.threads, size)
+    over = paper_overrides(work / "sd15", work / "data", args.tiny, args.threads, size)
     steps = [("train", cli + ["train", str(PAPER_YAML), *over, "--out", str(run)]),  # progress bars go to the log
              ("evaluate", cli + ["evaluate", str(run), "--out", str(evald), "--no-progress"])]
     results = []
