@@ -146,6 +146,8 @@ def _run(argv=None) -> int:
               f"{counts}", flush=True)
         result = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "tiny": args.tiny, "params": counts,
                   "speed": speed(args, work / "sd15", device)}
+        if gpu:
+            torch.cuda.empty_cache()  # hand the cached blocks back: the sweep's four trials share this GPU
         if not args.no_sweep:
             result["sweep"] = sweep(args, work, gpu)
     result["wall_s"] = time.perf_counter() - t0
