@@ -116,6 +116,7 @@ class Watched:
     name: str
     rc: int
     wall_s: float
+    cpu_s: float  # user + system seconds of the command (less moved by other jobs than wall time)
     peak_rss_gib: float
     min_available_gib: float
     stopped_by_watchdog: bool
@@ -147,7 +148,8 @@ def run_watched(name: str, cmd: list[str], env: dict, stop_gib: float, log: Path
         state["done"] = True
         watcher.join()
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-    return Watched(name, proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 2**20, state["min_avail"],
+    return Watched(name, proc.returncode, time.perf_counter() - t0, usage.ru_utime + usage.ru_stime,
+                   usage.ru_maxrss / 2**20, state["min_avail"],
                    state["stopped"], tail)
 
 
@@ -252,8 +254,8 @@ def _run(argv=None) -> int:
                "write_weights_s": weights_s, "commands": [asdict(r) for r in results], "ok": ok, **extra,
                "rerun": "DIAD_CACHE=/tmp/$USER/cache .venv/bin/python bench/bench_paper_full.py"
                         + (" --tiny" if args.tiny else "")}
-    header = ["command", "exit", "wall s", "peak RSS GiB", "min available GiB"]
-    rows = [[r.name, r.rc, round(r.wall_s, 1), round(r.peak_rss_gib, 2), round(r.min_available_gib, 1)]
+    header = ["command", "exit", "wall s", "CPU s", "peak RSS GiB", "min available GiB"]
+    rows = [[r.name, r.rc, round(r.wall_s, 1), round(r.cpu_s, 1), round(r.peak_rss_gib, 2), round(r.min_available_gib, 1)]
             for r in results]
     md = (f"paper profile ({'tiny widths' if args.tiny else 'SD-1.5 sizes'}, random weights), {size} px, CPU, "
           f"{args.threads} thread(s); train: AE 2 steps + denoiser 2 steps at batch 1; evaluate: "
