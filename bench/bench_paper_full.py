@@ -36,13 +36,10 @@ CATEGORY = "brick"  # one synthetic-defect category (a scikit-image texture: no 
 # The paper profile's structure (4 UNet levels x 2 res blocks, cross-attention at three levels, KL-f8 with
 # 4 levels, SG network + SFF, frozen SD encoder) at narrow widths: the same code path in seconds.
 TINY_MODEL = {
-    "unet_block_out_channels": [32, 32, 64, 64],
-    "cross_attention_dim": 32,
-    "attention_heads": 2,
-    "norm_num_groups": 8,
-    "context_tokens": 8,
-    "ae_block_out_channels": [8, 16, 16, 16],
-    "hint_channels": [8, 8, 16, 16],
+    "unet": {"block_out_channels": [32, 32, 64, 64], "cross_attention_dim": 32, "attention_heads": 2,
+             "norm_num_groups": 8, "context_tokens": 8},
+    "autoencoder": {"block_out_channels": [8, 16, 16, 16], "norm_num_groups": 8},
+    "sg": {"hint_channels": [8, 8, 16, 16]},
 }
 TINY_IMAGE_SIZE = 128  # latent 16x16 -> SGEB4 2x2, the smallest SFF allows with four UNet levels
 
@@ -56,10 +53,10 @@ def sd15_kwargs(tiny: bool) -> tuple[dict, dict]:
     unet = dict(UNet2DConditionModel.load_config(SD15_CONFIG_DIR / "unet"))
     vae = dict(AutoencoderKL.load_config(SD15_CONFIG_DIR / "vae"))
     if tiny:
-        unet.update(block_out_channels=TINY_MODEL["unet_block_out_channels"],
-                    cross_attention_dim=TINY_MODEL["cross_attention_dim"],
-                    attention_head_dim=TINY_MODEL["attention_heads"], norm_num_groups=TINY_MODEL["norm_num_groups"])
-        vae.update(block_out_channels=TINY_MODEL["ae_block_out_channels"], norm_num_groups=TINY_MODEL["norm_num_groups"])
+        u, a = TINY_MODEL["unet"], TINY_MODEL["autoencoder"]
+        unet.update(block_out_channels=u["block_out_channels"], cross_attention_dim=u["cross_attention_dim"],
+                    attention_head_dim=u["attention_heads"], norm_num_groups=u["norm_num_groups"])
+        vae.update(block_out_channels=a["block_out_channels"], norm_num_groups=a["norm_num_groups"])
     return unet, vae
 
 
@@ -154,13 +151,13 @@ def run_watched(name: str, cmd: list[str], env: dict, stop_gib: float, log: Path
 
 
 def paper_overrides(weights: Path, data_root: Path, tiny: bool, threads: int, size: int) -> list[str]:
-    model = {"pretrained_dir": str(weights)}
+    """`diad train configs/paper.yaml` overrides: these weights and images, 2 + 2 steps at batch 1, CPU."""
+    out = [f"model.pretrained_dir={weights}"]
     if tiny:
-        model.update(TINY_MODEL)
-    out = [f"model.{k}={json.dumps(v)}" for k, v in model.items()]
+        out += [f"model.{net}.{k}={json.dumps(v)}" for net, sub in TINY_MODEL.items() for k, v in sub.items()]
     out += [f"data.root={data_root}", f"data.categories=[{CATEGORY}]", f"data.image_size={size}",
-            "train.steps=2", "train.batch_size=1", "train.ae_steps=2", "train.ae_batch_size=1", "train.val_batches=1",
-            f"train.num_threads={threads}", "train.device=cpu",
+            "train.steps=2", "train.batch_size=1", "train.autoencoder.steps=2", "train.autoencoder.batch_size=1",
+            "train.val_batches=1", f"train.num_threads={threads}", "train.device=cpu",
             f"eval.num_threads={threads}", "eval.device=cpu", "eval.batch_size=2"]
     return out
 

@@ -54,7 +54,7 @@ def _gib_text(value: float | None) -> str:
 def speed(args, weights: Path, device: torch.device) -> dict:
     """Training and inference rates of the paper-profile model built from the random diffusers folder."""
     bf16 = device.type == "cuda"
-    sizes = dict(TINY_MODEL, image_size=TINY_IMAGE_SIZE) if args.tiny else {}
+    sizes = dict(TINY_MODEL, image_size=TINY_IMAGE_SIZE) if args.tiny else {}  # nested like model.unet.*
     cfg = model_config("paper", "diad", pretrained_dir=weights, **sizes)
     t0 = time.perf_counter()
     model = build_model(cfg)  # loads unet/ and vae/ from the folder, copies the SG network from the UNet

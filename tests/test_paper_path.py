@@ -35,8 +35,8 @@ def test_paper_yaml_trains_and_evaluates_from_a_diffusers_folder(tmp_path):
     write_random_sd15(tmp_path / "sd15", tiny=True)
     write_images(tmp_path / "data", TINY_IMAGE_SIZE, n_train=4, n_test=4)
     cfg = load_run_config(PAPER_YAML, paper_overrides(tmp_path / "sd15", tmp_path / "data", True, 1, TINY_IMAGE_SIZE))
-    assert cfg.model.profile == "paper" and not cfg.model.sd_encoder_trainable and cfg.model.variant == "diad"
-    assert len(cfg.model.unet_block_out_channels) == 4 and len(cfg.model.ae_block_out_channels) == 4
+    assert cfg.model.profile == "paper" and not cfg.model.unet.encoder_trainable and cfg.model.variant == "diad"
+    assert len(cfg.model.unet.block_out_channels) == 4 and len(cfg.model.autoencoder.block_out_channels) == 4
     result = train(cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     assert result.steps == 2 and math.isfinite(result.final_loss)
     trained = load_file(str(result.checkpoint_dir / "model.safetensors"))
@@ -46,7 +46,7 @@ def test_paper_yaml_trains_and_evaluates_from_a_diffusers_folder(tmp_path):
     assert frozen and all(torch.equal(trained["unet." + k], start[k]) for k in frozen)  # the paper: SD encoder frozen
     assert sum(not torch.equal(trained["unet." + k], start[k]) for k in decoder) > len(decoder) // 2  # decoder trains
     ev = evaluate(result.checkpoint_dir, cache_dir=tmp_path / "cache", progress=False)
-    assert ev.n_images["mean"] == 4 and ev.protocol["ddim_steps"] == 10 and ev.protocol["forward_steps"] == 1000
+    assert ev.n_images["mean"] == 4 and cfg.eval.ddim_steps == 10 and cfg.eval.forward_steps == 1000  # the paper's
     assert all(math.isfinite(ev.per_category["mean"][m]) for m in ("image_auroc", "pixel_auroc", "pixel_aupro"))
 
 

@@ -15,14 +15,10 @@ from ldm_layout import sd_ldm_state_dict
 # Paper structure (4 UNet levels, KL-f8 with 4 levels, SFF) at tiny widths; 64 px -> 8x8 latent (no SFF: 1x1).
 TINY = dict(
     image_size=64,
-    ae_block_out_channels=[8, 8, 8, 8],
-    ae_layers_per_block=2,
-    unet_block_out_channels=[8, 8, 16, 16],
-    cross_attention_dim=8,
-    attention_heads=2,
-    norm_num_groups=4,
-    context_tokens=2,
-    hint_channels=[4, 4, 8, 8],
+    autoencoder={"block_out_channels": [8, 8, 8, 8], "layers_per_block": 2, "norm_num_groups": 4},
+    unet={"block_out_channels": [8, 8, 16, 16], "cross_attention_dim": 8, "attention_heads": 2,
+          "norm_num_groups": 4, "context_tokens": 2},
+    sg={"hint_channels": [4, 4, 8, 8]},
 )
 
 
@@ -35,7 +31,10 @@ def one_thread():
 
 
 def tiny(variant: str = "sgeb4", **overrides):
-    return model_config("paper", variant, **{**TINY, **overrides})
+    """The paper profile at TINY sizes; overrides nested like TINY (unet={"cross_attention_dim": 16})."""
+    from diad.overrides import deep_merge
+
+    return model_config("paper", variant, **deep_merge(TINY, overrides))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,6 @@ def _write(tmp_path, sd: dict, name: str = "sd.safetensors"):
 
 def test_wrong_single_files_are_one_line_errors(source, tmp_path):
     ref, ldm = source
-    kw = dict(TINY)
     with pytest.raises(DiadError, match="does not exist"):
         build_model(tiny(pretrained_dir=tmp_path / "missing.ckpt"))
     no_unet = _write(tmp_path, {k: v for k, v in ldm.items() if not k.startswith("model.diffusion_model.")}, "a.safetensors")
@@ -119,9 +117,9 @@ def test_wrong_single_files_are_one_line_errors(source, tmp_path):
         build_model(tiny(pretrained_dir=one_missing))
     good = _write(tmp_path, ldm, "c.safetensors")
     with pytest.raises(DiadError, match="shape"):  # the run config asks for other widths than the file holds
-        build_model(tiny(pretrained_dir=good, cross_attention_dim=16))
+        build_model(tiny(pretrained_dir=good, unet={"cross_attention_dim": 16}))
     with pytest.raises(DiadError, match="shape"):
-        load_pretrained(good, "vae", {**_vae_kwargs(kw), "latent_channels": 8})
+        load_pretrained(good, "vae", {**_vae_kwargs(), "latent_channels": 8})
     garbage = tmp_path / "d.safetensors"
     garbage.write_bytes(b"\x00" * 64)
     with pytest.raises(DiadError, match="not a readable safetensors file"):
@@ -136,10 +134,10 @@ class _NotAWeight:
     """Stands in for the Lightning objects some .ckpt files carry."""
 
 
-def _vae_kwargs(kw: dict) -> dict:
-    from diad.models.diad_model import _autoencoder_kwargs
+def _vae_kwargs() -> dict:
+    from diad.models.diad_model import autoencoder_kwargs
 
-    return _autoencoder_kwargs(model_config("paper", "ldm", **kw))
+    return autoencoder_kwargs(tiny("ldm").autoencoder, TINY["image_size"])
 
 
 def test_diffusers_folder_errors_stay_one_line(source, tmp_path):
