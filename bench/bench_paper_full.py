@@ -162,6 +162,19 @@ def paper_overrides(weights: Path, data_root: Path, tiny: bool, threads: int, si
     return out
 
 
+STANDIN_CODE = """
+import sys
+from pathlib import Path
+from diad import checkpoint as ckpt
+from diad.config import load_run_config
+from diad.models import build_model
+cfg = load_run_config(sys.argv[1], sys.argv[3:])
+model = build_model(cfg.model)  # SD weights from the folder, SG copied from them: the state before training
+ckpt.save_checkpoint(ckpt.step_dir(Path(sys.argv[2]) / "checkpoints", 0), model, cfg.model_dump(mode="json"), 0,
+                     metrics={"loss": float("nan"), "val_loss": float("nan"), "note": "untrained stand-in"})
+"""
+
+
 def _wait_for_memory(gib: float, limit_s: float) -> float:
     """Seconds waited until `gib` GiB are available (the machine is shared; gives up after limit_s)."""
     t0 = time.perf_counter()
@@ -187,11 +200,14 @@ def _run(argv=None) -> int:
     ap.add_argument("--wait-gib", type=float, default=0.0,
                     help="before each command, wait (up to --wait-s) until this much memory is available")
     ap.add_argument("--wait-s", type=float, default=600.0)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="skip `diad train`: evaluate the model as built from the weights folder (a checkpoint "
+                         "written by this bench), when the machine cannot hold the training peak")
     ap.add_argument("--keep", action="store_true", help="keep the weights, run and data in --work")
     ap.add_argument("--out-dir", type=Path, default=None, help=f"results dir (default: {RESULTS_DIR})")
     args = ap.parse_args(argv)
     size = TINY_IMAGE_SIZE if args.tiny else 256
-    name = "paper_full_cpu_tiny" if args.tiny else "paper_full_cpu"
+    name = ("paper_full_cpu_tiny" if args.tiny else "paper_full_cpu") + ("_eval_only" if args.eval_only else "")
     work = args.work or work_dir(name)
     parts = ("sd15", "data", "run", "eval", "cache")  # only what this bench writes is ever deleted
     for part in parts:
@@ -226,7 +242,10 @@ def _run(argv=None) -> int:
     run, evald = work / "run", work / "eval"
     cli = [sys.executable, "-m", "diad.cli"]
     over = paper_overrides(work / "sd15", work / "data", args.tiny, args.threads, size)
-    steps = [("train", cli + ["train", str(PAPER_YAML), *over, "--out", str(run)]),  # progress bars go to the log
+    train_cmd = cli + ["train", str(PAPER_YAML), *over, "--out", str(run)]  # progress bars go to the log
+    if args.eval_only:
+        train_cmd = [sys.executable, "-c", STANDIN_CODE, str(PAPER_YAML), str(run), *over]
+    steps = [("write untrained checkpoint" if args.eval_only else "train", train_cmd),
              ("evaluate", cli + ["evaluate", str(run), "--out", str(evald), "--no-progress"])]
     results = []
     for step, cmd in steps:
@@ -242,20 +261,23 @@ def _run(argv=None) -> int:
     ok = all(r.rc == 0 for r in results) and len(results) == len(steps)
     extra = {}
     if ok:
-        extra["train_result"] = json.loads((run / "train_result.json").read_text())
+        if not args.eval_only:
+            extra["train_result"] = json.loads((run / "train_result.json").read_text())
         extra["metrics_mean"] = json.loads((evald / "metrics.json").read_text())["per_category"]["mean"]
-        extra["checkpoint_gib"] = _dir_gib(Path(extra["train_result"]["checkpoint_dir"]))
+        extra["checkpoint_gib"] = _dir_gib(run / "checkpoints")
     payload = {"tiny": args.tiny, "image_size": size, "n_train": args.n_train, "n_test": args.n_test,
                "threads": args.threads, "weights": "random (speed/memory only)", "params": counts,
-               "malloc_mmap_threshold": args.malloc_mmap_threshold,
+               "malloc_mmap_threshold": args.malloc_mmap_threshold, "eval_only": args.eval_only,
                "write_weights_s": weights_s, "commands": [asdict(r) for r in results], "ok": ok, **extra,
                "rerun": "DIAD_CACHE=/tmp/$USER/cache .venv/bin/python bench/bench_paper_full.py"
                         + (" --tiny" if args.tiny else "")}
     header = ["command", "exit", "wall s", "CPU s", "peak RSS GiB", "min available GiB"]
     rows = [[r.name, r.rc, round(r.wall_s, 1), round(r.cpu_s, 1), round(r.peak_rss_gib, 2), round(r.min_available_gib, 1)]
             for r in results]
+    trained = ("no training (--eval-only: the model as built from the weights)" if args.eval_only
+               else "train: AE 2 steps + denoiser 2 steps at batch 1")
     md = (f"paper profile ({'tiny widths' if args.tiny else 'SD-1.5 sizes'}, random weights), {size} px, CPU, "
-          f"{args.threads} thread(s); train: AE 2 steps + denoiser 2 steps at batch 1; evaluate: "
+          f"{args.threads} thread(s); {trained}; evaluate: "
           f"{args.n_test} images, T=1000, 10 DDIM steps\n\n" + markdown_table(header, rows))
     js, _ = write_results(name, payload, md, args.out_dir or RESULTS_DIR)
     print(md + f"\nwrote {js}")
