@@ -13,7 +13,7 @@ from torch import nn
 
 from diad.errors import DiadError
 from diad.models.config import AutoencoderConfig, ModelConfig, PixelUNetConfig, UNetConfig
-from diad.models.pretrained import load_pretrained, weights_path
+from diad.models.pretrained import load_pretrained as load_sd_network, weights_path
 from diad.models.sg import SGNetwork
 
 # Optional file beside unet/ and vae/: the authors' constant context, CLIP("") of shape (77, 768).
@@ -75,7 +75,7 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, weights:
     kw = unet_kwargs(cfg, latent_channels, latent_size)
     if weights is None:
         return UNet2DConditionModel(**kw)
-    return load_pretrained(weights, "unet", kw)
+    return load_sd_network(weights, "unet", kw)
 
 
 def build_autoencoder(cfg: AutoencoderConfig, image_size: int, weights: Path | None = None) -> AutoencoderKL:
@@ -83,7 +83,7 @@ def build_autoencoder(cfg: AutoencoderConfig, image_size: int, weights: Path | N
     kw = autoencoder_kwargs(cfg, image_size)
     if weights is None:
         return AutoencoderKL(**kw)
-    return load_pretrained(weights, "vae", kw)
+    return load_sd_network(weights, "vae", kw)
 
 
 def autoencoder_for(cfg: ModelConfig, load_pretrained: bool = True) -> AutoencoderKL:
