@@ -137,7 +137,7 @@ def _write_metrics(out: Path, checkpoint: Path, result) -> None:
              "pixel_metrics_note": result.pixel_notes.get(cat),
              **{f"protocol.{k}": v for k, v in result.protocol.items()},
              "checkpoint": str(checkpoint), "eval_wall_s": result.wall_s, "recon_cached": result.recon_cached,
-             "backbone_weights": result.backbone_weights}
+             "backbone_weights": result.backbone_weights, **result.diagnostics}  # per run, on each row
             for cat, metrics in result.per_category.items()]
     with atomic_file(out / "metrics.parquet") as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
@@ -166,8 +166,46 @@ def evaluate_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path, cache_
     for cat, note in result.pixel_notes.items():
         if cat != "mean":
             click.echo(f"warning: {cat}: pixel metrics are NaN: {note}", err=True)
+    if result.diagnostics:
+        d = result.diagnostics
+        click.echo(f"  diagnostics  SG influence t999/600/300 {d['diag_sg_influence_t999']:.4f}/"
+                   f"{d['diag_sg_influence_t600']:.4f}/{d['diag_sg_influence_t300']:.4f}  hint sensitivity "
+                   f"{d['diag_hint_sensitivity']:.4f}  AE floor L1 {d['diag_ae_floor_l1']:.4f}")
     click.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics.parquet'} ({result.wall_s:.1f} s)")
     _say_cache(cache_dir, "reconstructions")
+
+
+@cli.command("diagnose")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where diagnostics.json goes (default: the run directory given as CHECKPOINT).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Reconstruction cache root.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def diagnose_cmd(checkpoint: Path, overrides: tuple[str, ...], out: Path | None, cache_dir: Path | None,
+                 no_progress: bool) -> None:
+    """Is the conditioning used? SG influence, hint sensitivity, reconstruction errors, autoencoder floor.
+
+    The names and their definitions: diad/diagnostics.py. Overrides: data.* and eval.* (e.g. eval.diag_images=16).
+    """
+    import math
+
+    from diad.integrity import ensure_writable_dir
+    from diad.io import atomic_write_text
+    from diad.pipeline import diagnose_checkpoint
+
+    path, cfg = _eval_configs(checkpoint, overrides)
+    target_dir = out if out is not None else Path(checkpoint)
+    ensure_writable_dir(target_dir, "--out")
+    figures = diagnose_checkpoint(path, cfg.data, cfg.eval, cache_dir=cache_dir, progress=not no_progress)
+    doc = {"checkpoint": str(path), "variant": cfg.model.variant, "recon": cfg.eval.recon.model_dump(mode="json"),
+           "diag_images": cfg.eval.diag_images or 8,
+           "diagnostics": {k: (v if math.isfinite(v) else None) for k, v in figures.items()}}  # NaN -> null
+    atomic_write_text(target_dir / "diagnostics.json", json.dumps(doc, indent=1))
+    click.echo(f"{'diagnostic':<26} value   ({cfg.model.variant}, T={cfg.eval.forward_steps})")
+    for name, value in figures.items():
+        click.echo(f"{name:<26} {value:.4f}")
+    click.echo(f"wrote {target_dir / 'diagnostics.json'}")
 
 
 @cli.command("predict")

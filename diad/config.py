@@ -34,6 +34,13 @@ class AutoencoderTrainConfig(_Strict):
     kl_weight: float = Field(1e-6, ge=0)
     perceptual_weight: float = Field(1.0, ge=0)
     weight_decay: float = Field(0.01, ge=0)
+    # None = train.seed. The cpu profile fixes it (0): a sweep's seeds then vary the denoiser only and share
+    # one cached autoencoder (one autoencoder stage per sweep instead of one per seed).
+    seed: int | None = None
+
+    def seed_for(self, train_seed: int) -> int:
+        """The seed this stage uses."""
+        return train_seed if self.seed is None else self.seed
 
 
 class TrainConfig(_Strict):
@@ -45,7 +52,11 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    seed: int = 0  # the denoiser's and the autoencoder stage's
+    # Training timesteps t ~ U{0..t_max-1}. 1000 = the paper (every step). The cpu profile trains only the steps
+    # its evaluation T visits, so its little capacity learns where reconstruction starts
+    # (docs/cpu-profile-design.md); keep t_max >= eval.forward_steps.
+    t_max: int = Field(1000, ge=1, le=1000)
+    seed: int = 0  # the denoiser's (and the autoencoder stage's unless train.autoencoder.seed is set)
     autoencoder: AutoencoderTrainConfig = Field(default_factory=AutoencoderTrainConfig)
     # runtime only (RUNTIME_FIELDS: they change neither the weights nor the metrics)
     checkpoint_every: int = Field(1000, ge=1)
@@ -87,6 +98,8 @@ class EvalConfig(ReconConfig):
     sigma: float = Field(4.0, ge=0)
     score_rule: Literal["authors_pool", "max", "topk_mean"] = "authors_pool"
     topk: float | int = Field(0.01, gt=0)  # topk_mean: a fraction of the pixels (float) or a count (int)
+    # test images in the diagnostics' subset (diad.diagnostics: SG influence, hint sensitivity); 0 = no diagnostics
+    diag_images: int = Field(8, ge=0)
     # runtime only
     batch_size: int = Field(8, ge=1)
     num_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None = torch default
@@ -195,7 +208,8 @@ def autoencoder_part(cfg: RunConfig) -> dict:
     return {"data": cfg.data.model_dump(mode="json"),
             "model": {"image_size": m.image_size, "pretrained_dir": str(m.pretrained_dir) if m.pretrained_dir else None,
                       "autoencoder": m.autoencoder.model_dump(mode="json")},
-            "train": {"seed": cfg.train.seed, "autoencoder": cfg.train.autoencoder.model_dump(mode="json")}}
+            "train": {"seed": cfg.train.autoencoder.seed_for(cfg.train.seed),
+                      "autoencoder": cfg.train.autoencoder.model_dump(mode="json", exclude={"seed"})}}
 
 
 def eval_data_part(data_cfg: DataConfig) -> dict:

@@ -18,19 +18,24 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             # 3 levels: x4 downsampling, 64 px -> 16x16x4
             "autoencoder": {"block_out_channels": [16, 32, 32], "layers_per_block": 1, "latent_channels": 4,
                             "norm_num_groups": 8, "latent_scale": 1.0},
-            # Narrow enough for ~0.15 s per denoiser step (batch 8, one CPU thread); SGEB4 is 2x2.
+            # 3 levels instead of SD's 4 so the injected levels are not starved: SGEB4 = the skips of the 4x4
+            # level (64 channels), SGEB3 those of the 8x8 level (32) on the 16x16x4 latent (4 levels gave a
+            # 2x2x32 SGEB4 the trained UNet learned to ignore). docs/cpu-profile-design.md.
             # No pretrained SD here, so nothing to protect by freezing its encoder half: a frozen
             # random encoder starves the model of capacity.
-            "unet": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 2, "cross_attention_dim": 16,
+            "unet": {"block_out_channels": [16, 32, 64], "layers_per_block": 2, "cross_attention_dim": 16,
                      "attention_heads": 1, "norm_num_groups": 8, "context_tokens": 4, "encoder_trainable": True},
             "sg": {"hint_channels": [8, 16, 32]},
             "pixel_unet": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 2, "norm_num_groups": 8},
         },
-        "train": {"steps": 600, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "checkpoint_every": 200,
-                  "val_batches": 2,
-                  "autoencoder": {"steps": 200, "lr": 2e-3, "batch_size": 8, "kl_weight": 1e-6,
-                                  "perceptual_weight": 0.1, "weight_decay": 0.0}},
-        "eval": {"batch_size": 16},
+        # docs/cpu-profile-design.md: every value below with the measurement behind it.
+        "train": {"steps": 400, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "checkpoint_every": 200,
+                  "val_batches": 2, "t_max": 600,
+                  "autoencoder": {"steps": 400, "lr": 2e-3, "batch_size": 8, "kl_weight": 1e-6,
+                                  "perceptual_weight": 0.1, "weight_decay": 0.0, "seed": 0}},
+        # T = t_max: reconstruct from the steps the denoiser was trained on; at 64 px the authors' 8x8 pooling
+        # would average over 57-px windows (the whole image), and sigma 4 is 3x the paper's relative smoothing.
+        "eval": {"batch_size": 16, "forward_steps": 600, "score_rule": "max", "sigma": 2.0},
     },
     "paper": {
         "model": {

@@ -17,6 +17,25 @@ IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1max", "image_auroc_flipped_
 PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro", "pixel_pro_legacy",
                  "pixel_auroc_flipped_legacy")
 METRICS = IMAGE_METRICS + PIXEL_METRICS
+# Is the conditioning used? Per-run figures of diad.diagnostics (definitions there), repeated on each category's
+# row; NaN where not defined (e.g. defect-pixel error without masks) or when eval.diag_images=0.
+DIAG_TIMESTEPS = (999, 600, 300)
+DIAGNOSTICS = (
+    *(f"diag_sg_influence_t{t}" for t in DIAG_TIMESTEPS),
+    *(f"diag_eps_mse_t{t}" for t in DIAG_TIMESTEPS),
+    "diag_hint_sensitivity", "diag_recon_l1_normal", "diag_recon_l1_defect", "diag_recon_l1_anomalous",
+    "diag_ae_floor_l1",
+)
+DIAGNOSTIC_MEANINGS = {
+    **{f"diag_sg_influence_t{t}": f"rms change of the predicted noise with the SG residuals on vs off at t={t} "
+       "(0 for ldm/ddpm)" for t in DIAG_TIMESTEPS},
+    **{f"diag_eps_mse_t{t}": f"noise-prediction MSE of the full model at t={t} on test images" for t in DIAG_TIMESTEPS},
+    "diag_hint_sensitivity": "mean L1 change of a reconstruction when the hint is another test image (0 = hint unused)",
+    "diag_recon_l1_normal": "mean reconstruction L1 on normal pixels at the eval T",
+    "diag_recon_l1_defect": "mean reconstruction L1 on defect pixels (NaN without masks)",
+    "diag_recon_l1_anomalous": "mean reconstruction L1 over anomalous images",
+    "diag_ae_floor_l1": "autoencoder round-trip L1 on normal test images: the floor of every latent reconstruction",
+}
 # What makes two numbers comparable, recorded with every result (as protocol.<key> columns).
 PROTOCOL_KEYS = ("resolution", "mask_rule", "score_rule", "pro_definition")
 # The keys of one result: which trial, which run (with and without seeds), which checkpoint, which evaluation.
@@ -63,6 +82,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("category", "string", f"category name, or {MEAN_CATEGORY!r} for the mean over categories"),
     Column("n_test_images", "int", "test images scored in this category"),
     *(Column(m, "float", METRIC_MEANINGS[m]) for m in METRICS),
+    *(Column(d, "float", DIAGNOSTIC_MEANINGS[d]) for d in DIAGNOSTICS),
     Column("pixel_metrics_note", "string", "why this row's pixel metrics are NaN (no complete masks), else null"),
     Column("status", "string", '"ok" or "failed"'),
     Column("error", "string", "one-line error when failed, else null"),

@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 import bench_quality  # noqa: E402
 import bench_speed  # noqa: E402
 import bench_sweep  # noqa: E402
+import probe_profile  # noqa: E402
 from patchcore import PatchCore  # noqa: E402
 
 from diad.scoring import load_backbone  # noqa: E402
@@ -53,7 +54,18 @@ def test_quality_smoke(tmp_path, monkeypatch):
         mean = out["results"][method]["metrics"]["mean"]
         assert 0.0 <= mean["image_auroc"] <= 1.0 and 0.0 <= mean["pixel_aupro"] <= 1.0
     assert out["results"]["diad"]["info"]["train_steps"] == 2
-    assert "| patchcore |" in (tmp_path / "quality_synth_64px.md").read_text()
+    assert set(out["results"]["diad"]["info"]["diagnostics"]) >= {"diag_sg_influence_t600", "diag_ae_floor_l1"}
+    assert list(out["results"]["diad"]["per_seed"]) == ["0"]  # JSON keys are strings
+    md = (tmp_path / "quality_synth_64px.md").read_text()
+    assert "| patchcore |" in md and "Mean ± std over seeds" in md
+
+
+def test_probe_smoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIAD_CACHE", str(tmp_path / "cache"))
+    assert probe_profile.main(["--smoke", "--sigma", "0,2", "--out-dir", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "probe_synth.json").read_text())
+    assert [(r["sigma"], r["rule"]) for r in out["records"]] == [(0.0, "max"), (2.0, "max")]
+    assert "diag_hint_sensitivity" in out["records"][0]
 
 
 def test_speed_smoke(tmp_path):

@@ -198,7 +198,7 @@ def test_grad_accum_equals_one_batch_of_k_times_the_size(tmp_path, monkeypatch):
     z0 = denoiser.encode_all(ref, x, torch.device("cpu"))
     parts = [(batch_indices(6, 2, 0, 0, m, 3), generator(0, "noise", 0, m)) for m in range(3)]
     sched = make_scheduler()
-    noisy = [denoiser._noisy_batch(sched, z0[idx], g) for idx, g in parts]
+    noisy = [denoiser._noisy_batch(sched, z0[idx], g, cfg.train.t_max) for idx, g in parts]
     z_t, t, noise = (torch.cat([n[i] for n in noisy]) for i in range(3))
     idx = torch.cat([p[0] for p in parts])
     assert sorted(idx.tolist()) == list(range(6))  # one epoch: every image once

@@ -72,7 +72,7 @@ def test_evaluate_metrics_and_reconstruction_cache(trained):
         assert set(IMAGE_METRICS + PIXEL_METRICS) <= set(metrics)
         assert all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
     p = first.protocol
-    assert p["resolution"] == 64 and p["score_rule"] == "authors_pool" and first.backbone_weights == "packaged"
+    assert p["resolution"] == 64 and p["score_rule"] == "max" and first.backbone_weights == "packaged"
     assert p["mask_rule"] and p["pro_definition"]
     # a second evaluation reuses the reconstructions; another eval batch size does not change them
     eval2 = cfg.eval.model_copy(update={"batch_size": 8})
@@ -110,3 +110,17 @@ def test_cli_evaluate_and_predict_write_files(trained, monkeypatch):
     assert res.exit_code == 0, res.output
     pngs = sorted((tmp / "png").glob("*.png"))
     assert len(pngs) == 3 and {p.name.split("_")[0] for p in pngs} == {"brick", "elpv"}
+
+
+def test_evaluate_reports_diagnostics_and_the_cli_writes_them(trained):
+    from diad.schema import DIAGNOSTICS
+
+    cfg, result, tmp, _ = trained
+    ev = pipeline.evaluate(result.checkpoint_dir, cache_dir=tmp / "cache")
+    assert tuple(ev.diagnostics) == DIAGNOSTICS
+    assert ev.diagnostics["diag_ae_floor_l1"] > 0 and ev.diagnostics["diag_recon_l1_defect"] >= 0
+    res = CliRunner().invoke(cli, ["diagnose", str(tmp / "run"), "--out", str(tmp / "diag"),
+                                   "--cache-dir", str(tmp / "cache"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp / "diag" / "diagnostics.json").read_text())
+    assert doc["diagnostics"] == pytest.approx(ev.diagnostics) and "diag_sg_influence_t999" in res.output

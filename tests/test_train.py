@@ -233,22 +233,24 @@ def test_autoencoder_key_covers_exactly_what_shapes_the_autoencoder():
     key = json_hash(autoencoder_part(base))
     shaping = [("model", "autoencoder") + p for p in _leaf_paths(AutoencoderConfig)]
     shaping += [("train", "autoencoder") + p for p in _leaf_paths(AutoencoderTrainConfig)]
-    shaping += [("train", "seed"), ("model", "image_size"), ("data", "split_seed"), ("data", "val_fraction")]
+    shaping += [("model", "image_size"), ("data", "split_seed"), ("data", "val_fraction")]
     for path in shaping:
         value = raw
         for part in path:
             value = value[part]
         new = 0.5 if path[-1] == "val_fraction" else 128 if path[-1] == "image_size" else _changed(value)
+        if path == ("train", "autoencoder", "seed"):
+            new = 7  # the cpu profile fixes it at 0
         sets = {".".join(path): new}
         if path == ("model", "image_size"):
             sets["data.image_size"] = new  # one value in two places (they must agree)
         cfg = build_run_config(apply_overrides(raw, sets))
         assert json_hash(autoencoder_part(cfg)) != key, f"{'.'.join(path)} shapes the autoencoder but not its key"
-    for dotted in ("model.unet.norm_num_groups", "model.unet.block_out_channels", "model.sg.sff", "train.lr",
-                   "train.steps", "eval.sigma", "model.variant"):
-        value = {"model.unet.norm_num_groups": 4, "model.unet.block_out_channels": [16, 32, 32, 40],
-                 "model.sg.sff": "bn_relu", "train.lr": 0.1, "train.steps": 3, "eval.sigma": 1.0,
-                 "model.variant": "ldm"}[dotted]
+    not_shaping = {"model.unet.norm_num_groups": 4, "model.unet.block_out_channels": [16, 32, 72],
+                   "model.sg.sff": "bn_relu", "train.lr": 0.1, "train.steps": 3, "train.t_max": 300,
+                   "eval.sigma": 1.0, "model.variant": "ldm",
+                   "train.seed": 5}  # the cpu profile's autoencoder stage has its own seed (0)
+    for dotted, value in not_shaping.items():
         cfg = build_run_config(apply_overrides(raw, {dotted: value}))
         assert json_hash(autoencoder_part(cfg)) == key, f"{dotted} does not shape the autoencoder"
 
@@ -260,3 +262,26 @@ def test_autoencoder_builder_reads_only_its_own_sub_config():
     from diad.models.diad_model import build_autoencoder
 
     assert list(inspect.signature(build_autoencoder).parameters) == ["cfg", "image_size", "weights"]
+
+
+def test_t_max_bounds_the_training_timesteps():
+    from diad.models import make_scheduler
+
+    z0 = torch.zeros(256, 4, 2, 2)
+    _, t, _ = denoiser._noisy_batch(make_scheduler(), z0, torch.Generator().manual_seed(0), t_max=50)
+    assert int(t.max()) <= 49 and int(t.max()) >= 40  # 256 draws reach near the bound
+    _, t, _ = denoiser._noisy_batch(make_scheduler(), z0, torch.Generator().manual_seed(0))
+    assert int(t.max()) > 900  # default: every training step
+    assert build_run_config({"model": {"profile": "paper"}}).train.t_max == 1000  # the paper keeps uniform t
+
+
+def test_autoencoder_seed_shares_one_autoencoder_across_denoiser_seeds():
+    from diad.config import autoencoder_part
+
+    def key(seed, ae_seed="profile"):
+        train = {"seed": seed} | ({} if ae_seed == "profile" else {"autoencoder": {"seed": ae_seed}})
+        return json_hash(autoencoder_part(build_run_config({"model": {"profile": "cpu"}, "train": train})))
+
+    assert key(0) == key(1)  # the cpu profile fixes train.autoencoder.seed = 0
+    assert key(0, None) != key(1, None)  # None: the autoencoder follows train.seed
+    assert key(0, None) == key(3, 0)  # the same effective seed is the same autoencoder

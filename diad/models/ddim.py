@@ -112,8 +112,11 @@ def reconstruct(
     generator: torch.Generator | list[torch.Generator] | None = None,
     ddim_grid: DdimGrid = "diffusers",
     precision: Precision = "fp32",
+    hint01: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Images (N,3,H,W) in [0,1] -> reconstructions (N,3,H,W) in [0,1], any N.
+
+    hint01: the SG network's x0 when it is not the images themselves (diad.diagnostics: another image's hint).
 
     z0 = E(x0) (scaled; the posterior mode, or a sample when model.cfg.vae_posterior == "sample", drawn
     from the same per-image generator before the noise); z = sqrt(a) z0 + sqrt(1-a) noise at
@@ -134,7 +137,7 @@ def reconstruct(
         ac = scheduler.alphas_cumprod.to(device=z0.device, dtype=z0.dtype)
         for t, t_prev in plan.steps:
             with autocast(images01.device, precision):
-                eps = model.predict_noise(z, t, images01)
+                eps = model.predict_noise(z, t, images01 if hint01 is None else hint01)
             z = ddim_step(ac, z, eps.float(), t, t_prev)
         with autocast(images01.device, precision):
             return model.decode(z).float()

@@ -203,14 +203,18 @@ class DiADModel(nn.Module):
         x = z if self.vae is None else self.vae.decode(z / self.latent_scale).sample
         return self.from_net(x)
 
-    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor) -> torch.Tensor:
-        """eps_theta(z_t, t, C(x0)): z_t (N,C,h,w), t int or (N,), x0 (N,3,H,W) in [0,1] -> (N,C,h,w)."""
+    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor,
+                      use_sg: bool = True) -> torch.Tensor:
+        """eps_theta(z_t, t, C(x0)): z_t (N,C,h,w), t int or (N,), x0 (N,3,H,W) in [0,1] -> (N,C,h,w).
+
+        use_sg=False leaves the SG residuals out (the plain SD UNet): diad.diagnostics compares the two.
+        """
         n = z_t.shape[0]
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(n)
         if self.cfg.pixel_space:
             return self.unet(z_t, t).sample  # unconditional: x0 is not used
         context = self.context.to(z_t.dtype).expand(n, -1, -1)
-        if self.sg is None:
+        if self.sg is None or not use_sg:
             return self.unet(z_t, t, encoder_hidden_states=context).sample
         residuals, mid = self.sg(z_t, t, context, self.to_net(x0))
         return self.unet(

@@ -16,6 +16,7 @@ _EXPORTS = {
     "EvalResult": "diad.pipeline.records",
     "evaluate": "diad.pipeline.evaluation",
     "score_split": "diad.pipeline.evaluation",
+    "diagnose_checkpoint": "diad.pipeline.evaluation",
     "resolve_device": "diad.pipeline.device",
     "peak_mem_mb": "diad.pipeline.device",
 }

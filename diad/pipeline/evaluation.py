@@ -16,7 +16,7 @@ from diad.metrics import PRO_DEFINITION, evaluate_by_category
 from diad.pipeline.device import resolve_device, set_threads_and_seed
 from diad.pipeline.records import EvalResult
 from diad.pipeline.reconstruction import reconstruct_split
-from diad.pipeline.trained import load_run_config_of, resolve_checkpoint
+from diad.pipeline.trained import load_run_config_of, load_trained, resolve_checkpoint
 from diad.preflight import check_eval_settings
 from diad.scoring import anomaly_maps, image_scores, load_backbone
 from diad.train.batches import DecodedSplit, to_float
@@ -35,6 +35,32 @@ def score_split(split: DecodedSplit, recons: torch.Tensor, eval_cfg: EvalConfig,
     maps_t = torch.cat(maps)
     scores = image_scores(maps_t, eval_cfg.score_rule, k=eval_cfg.topk)
     return maps_t.numpy(), scores.numpy(), extractor.weights_source
+
+
+def run_diagnostics(checkpoint_dir: Path, split: DecodedSplit, recons: torch.Tensor, eval_cfg: EvalConfig,
+                    device: torch.device) -> dict[str, float]:
+    """diad.diagnostics figures of a checkpoint on its test split and reconstructions ({} when eval.diag_images=0)."""
+    from diad.diagnostics import diagnose
+
+    if eval_cfg.diag_images == 0:
+        return {}
+    model, _ = load_trained(checkpoint_dir, device)
+    return diagnose(model, split, recons, eval_cfg.recon, eval_cfg.diag_images, device)
+
+
+def diagnose_checkpoint(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None,
+                        eval_cfg: EvalConfig | None = None, cache_dir: str | Path | None = None,
+                        progress: bool = False) -> dict[str, float]:
+    """The diagnostics alone (`diad diagnose`): the figures `evaluate` reports, reconstructions cached."""
+    checkpoint_dir = resolve_checkpoint(checkpoint_dir)
+    run_cfg = load_run_config_of(checkpoint_dir)
+    data_cfg, eval_cfg = data_cfg or run_cfg.data, eval_cfg or run_cfg.eval
+    if eval_cfg.diag_images == 0:
+        eval_cfg = eval_cfg.model_copy(update={"diag_images": 8})
+    set_threads_and_seed(eval_cfg.num_threads, eval_cfg.recon.seed)
+    split, recons, _ = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.recon, cache_dir, eval_cfg.batch_size,
+                                         eval_cfg.device, progress)
+    return run_diagnostics(checkpoint_dir, split, recons, eval_cfg, resolve_device(eval_cfg.device))
 
 
 def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eval_cfg: EvalConfig | None = None,
@@ -63,8 +89,9 @@ def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eva
         notes["mean"] = f"pixel metrics NaN: no complete masks in {', '.join(sorted(notes))}"
     n_images = {c: split.categories.count(c) for c in sorted(set(split.categories))}
     n_images["mean"] = len(split)
+    diagnostics = run_diagnostics(checkpoint_dir, split, recons, eval_cfg, device)
     wall = time.perf_counter() - t0
     protocol = {"resolution": data_cfg.image_size, "mask_rule": MASK_RULE, "score_rule": eval_cfg.score_rule,
                 "pro_definition": PRO_DEFINITION}
     return EvalResult(per_category, n_images, wall, len(recons) / max(wall, 1e-9), cached, weights_source, protocol,
-                      notes)
+                      notes, diagnostics)

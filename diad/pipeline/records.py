@@ -29,3 +29,4 @@ class EvalResult:
     backbone_weights: str  # "packaged", a path, or "random"
     protocol: dict  # diad.schema.PROTOCOL_KEYS -> value: what makes two numbers comparable
     pixel_notes: dict[str, str] = field(default_factory=dict)  # category -> why its pixel metrics are NaN
+    diagnostics: dict[str, float] = field(default_factory=dict)  # diad.schema.DIAGNOSTICS; {} when switched off

@@ -244,8 +244,8 @@ def _train_and_evaluate(backend: Backend, run_cfg, keys: dict, ctx: SweepContext
         recon_cached=ev.recon_cached, backbone_weights=ev.backbone_weights,
         peak_mem_mb=_peak_mem_mb(),  # this trial's peak (the worker may have run earlier trials)
         **{f"protocol.{k}": ev.protocol.get(k) for k in PROTOCOL_KEYS},
+        **ev.diagnostics,  # per run: the same value on each category's row
     )
-    notes = getattr(ev, "pixel_notes", {}) or {}
-    per_category = {c: {**m, "n_test_images": ev.n_images.get(c), "pixel_metrics_note": notes.get(c)}
+    per_category = {c: {**m, "n_test_images": ev.n_images.get(c), "pixel_metrics_note": ev.pixel_notes.get(c)}
                     for c, m in ev.per_category.items()}
     return results.make_rows(schema, keys, flatten(cfg), per_category, info)

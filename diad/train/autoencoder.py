@@ -35,7 +35,9 @@ def _perceptual(extractor: torch.nn.Module, x_hat01: torch.Tensor, x01: torch.Te
 def train_autoencoder(cfg: RunConfig, images: torch.Tensor, device: torch.device,
                       progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """Train/fine-tune the autoencoder on uint8 images (N,3,H,W); returns (vae on CPU, metrics)."""
-    t, seed = cfg.train.autoencoder, cfg.train.seed
+    t = cfg.train.autoencoder
+    seed = t.seed_for(cfg.train.seed)
+    torch.manual_seed(seed)  # the init depends on this stage's seed only (trials of other seeds share this AE)
     vae = autoencoder_for(cfg.model).to(device).train()
     # always the packaged offline backbone: the AE must not depend on the evaluation backbone choice
     extractor = load_backbone("efficientnet_lite0").to(device)
@@ -69,7 +71,7 @@ def latent_scale_for(cfg: RunConfig, vae: torch.nn.Module, images: torch.Tensor)
     """SD's 0.18215 for the pretrained KL-f8; 1/std of the latents for an autoencoder trained from scratch."""
     if cfg.model.pretrained_dir is not None:
         return cfg.model.autoencoder.latent_scale
-    sub = images[torch.randperm(len(images), generator=generator(cfg.train.seed, "scale"))[:64]]
+    sub = images[torch.randperm(len(images), generator=generator(cfg.train.autoencoder.seed_for(cfg.train.seed), "scale"))[:64]]
     return estimate_latent_scale(vae, to_float(sub))
 
 

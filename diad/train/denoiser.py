@@ -1,4 +1,4 @@
-"""Denoiser training: epsilon-prediction MSE, t ~ U{0..T-1}, AdamW over model.trainable_parameters().
+"""Denoiser training: epsilon-prediction MSE, t ~ U{0..t_max-1} (train.t_max; 1000 = the paper), AdamW over model.trainable_parameters().
 
 Exact resume: the batch of step s is a slice of per-epoch permutations seeded by (seed, epoch) and its noise and
 timesteps come from a generator seeded by (seed, s), so N steps straight == N/2 + save + load + N/2 (bit-identical).
@@ -79,9 +79,10 @@ def _posterior_sample(mode: torch.Tensor, std: torch.Tensor | None, g: torch.Gen
     return mode + std * torch.randn(mode.shape, generator=g).to(mode.device)
 
 
-def _noisy_batch(scheduler, z0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(z_t, t, eps) with t ~ U{0..T-1}, eps ~ N(0, I) drawn from `g` on CPU (same on every device)."""
-    n_train = scheduler.config.num_train_timesteps
+def _noisy_batch(scheduler, z0: torch.Tensor, g: torch.Generator,
+                 t_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z_t, t, eps) with t ~ U{0..t_max-1} (default: every training step), eps ~ N(0, I) drawn from `g` on CPU."""
+    n_train = min(t_max or scheduler.config.num_train_timesteps, scheduler.config.num_train_timesteps)
     t = torch.randint(0, n_train, (z0.shape[0],), generator=g)
     noise = torch.randn(z0.shape, generator=g).to(z0.device)
     t = t.to(z0.device)
@@ -100,7 +101,7 @@ def validation_loss(model, scheduler, z0: torch.Tensor, x0_uint8: torch.Tensor, 
     losses = []
     with torch.no_grad():
         for i in range(0, n, cfg.train.batch_size):
-            z_t, t, noise = _noisy_batch(scheduler, z0[i:i + cfg.train.batch_size], g)
+            z_t, t, noise = _noisy_batch(scheduler, z0[i:i + cfg.train.batch_size], g, cfg.train.t_max)
             x0 = to_float(x0_uint8[i:i + cfg.train.batch_size], device)
             with autocast(device, cfg.train.precision):
                 eps = model.predict_noise(z_t, t, x0)
@@ -167,7 +168,7 @@ def train_denoiser(cfg: RunConfig, model, train_x: torch.Tensor, val_x: torch.Te
             di = idx.to(z_train.device)
             z0 = _posterior_sample(z_train[di], None if std_train is None else std_train[di],
                                    generator(t.seed, "posterior", step, micro))
-            z_t, tt, noise = _noisy_batch(scheduler, z0, generator(t.seed, "noise", step, micro))
+            z_t, tt, noise = _noisy_batch(scheduler, z0, generator(t.seed, "noise", step, micro), t.t_max)
             with autocast(device, t.precision):
                 eps = model.predict_noise(z_t, tt, to_float(train_x[idx], device))
             loss = F.mse_loss(eps.float(), noise) / t.grad_accum
