@@ -68,7 +68,7 @@ def test_unreadable_image_fails_its_trial_and_the_rest_go_on(smoke_storage, tmp_
     shutil.copytree(data, broken)
     next((broken / "brick" / "train" / "good").iterdir()).write_bytes(b"not an image")
     spec["arms"] += [{"name": "unreadable", "model.variant": "ldm", "data.root": str(broken)},
-                     {"name": "ldm_max", "model.variant": "ldm", "eval.score_rule": "max"}]
+                     {"name": "ldm_topk", "model.variant": "ldm", "eval.score_rule": "topk_mean"}]
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(spec))
     summary = runner.launch(str(path), storage=str(storage), dashboard=False)
@@ -78,7 +78,7 @@ def test_unreadable_image_fails_its_trial_and_the_rest_go_on(smoke_storage, tmp_
     assert len(failed) == 1 and failed["error"].iloc[0].count("broken") >= 1
     ok = df[df["status"] == "ok"]
     assert ok["run_key"].nunique() == 3 and ok.groupby(["run_key", "category"]).size().max() == 1
-    assert ok[ok["eval.score_rule"] == "max"]["train_cached"].all()  # evaluation-only arm reused the training
+    assert ok[ok["eval.score_rule"] == "topk_mean"]["train_cached"].all()  # evaluation-only arm reused the training
 
 
 def test_killed_worker_resumes_training_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
