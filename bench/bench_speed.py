@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from benchlib import RESULTS_DIR, main_keeping_threads, markdown_table, write_results
 
 from diad.models import build_model, make_scheduler, model_config, reconstruct
+from diad.models.precision import autocast
 from diad.scoring import anomaly_maps, image_scores, load_backbone
 
 
@@ -36,7 +37,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    """The product's own precision switch (eval.precision / train.precision), so the bench times that path."""
+    return autocast(device, "bf16" if bf16 else "fp32")
 
 
 class Clock:

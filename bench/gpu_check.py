@@ -8,7 +8,8 @@
 5. A 4-trial smoke sweep (sweeps/smoke.yaml, 2 arms x 2 seeds) with resources.gpu=0.25 per trial: all four
    trials share one GPU; its Parquet rows are read back and summarised.
 
-bf16 autocast on GPU, float32 on CPU (bench_speed's loops). Speed only: the weights are random.
+bf16 autocast on GPU (the product's switch, diad.models.precision, as eval.precision=bf16), float32 on CPU
+(bench_speed's loops). Speed only: the weights are random.
 GPU_CHECK_TINY=1 (or --tiny): the same steps at tiny widths, 128 px and small batches on CPU, for the test suite.
 """
 
