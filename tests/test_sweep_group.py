@@ -68,9 +68,10 @@ def test_several_specs_share_trainings_and_keep_their_own_results(ray_session, t
     cache = storage / "cache"  # the storage root's one cache
     assert sorted(_lines(p) for p in cache.glob("train/*/starts.txt")) == [["0"], ["0"]]  # 2 trainings, once each
     assert len(_lines(cache / "recon" / "computed.txt")) == 3  # ldm T1000, diad T1000 (shared by a, b, c), diad T500
-    rows = {s: _rows(storage, s) for s in "abc"}
-    assert [rows[s]["run_key"].nunique() for s in "abc"] == [2, 2, 1]
-    assert all((rows[s]["sweep_id"].astype(str) == s).all() and (rows[s]["status"] == "ok").all() for s in "abc")
+    df = pd.read_parquet(storage / "results")  # the hive partition column sweep_id: each sweep's own dir
+    rows = {s: df[df["sweep_id"].astype(str) == s] for s in "abc"}
+    assert [rows[s]["run_key"].nunique() for s in "abc"] == [2, 2, 1] and len(df) == 5 * 3
+    assert (df["status"] == "ok").all()
     diad = rows["a"][rows["a"]["model.variant"] == "diad"]["train_hash"].iloc[0]
     assert set(rows["b"]["train_hash"]) == set(rows["c"]["train_hash"]) == {diad}  # one training for three sweeps
     # per-spec resources held per trial: c's trial reserved 2 CPUs, every other trial 1
