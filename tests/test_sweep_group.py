@@ -88,6 +88,9 @@ def test_several_specs_share_trainings_and_keep_their_own_results(ray_session, t
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["a", "b", "c"]  # members, not the group
     again = runner.launch(_write(tmp_path, SPECS), storage=str(storage), dashboard=False, backend=FAKE)
     assert again["ran"] == 0 and sum(len(_rows(storage, s)) for s in "abc") == 5 * 3
+    resumed = runner.resume("a+b+c", str(storage), dashboard=False)  # by the group's name: nothing left to run
+    assert resumed["sweeps"] == ["a", "b", "c"] and resumed["errored"] == 0
+    assert sum(len(_rows(storage, s)) for s in "abc") == 5 * 3
 
 
 def tune_state(path: Path) -> bool:
@@ -148,6 +151,9 @@ def test_bad_input_is_one_line(tmp_path):
         runner.launch([a, optuna], storage=storage, backend=FAKE)
     with pytest.raises(DiadError, match="no sweep or sweep group there"):
         runner.resume("a+b", storage)
+    runner.write_meta(storage, "a", {"experiment": "a+gone", "spec": {}, "backend": "x:y", "cache_dir": storage})
+    with pytest.raises(DiadError, match=r"sweep a was launched in group a\+gone, but .*group.json is missing"):
+        runner.resume("a", storage)
     result = CliRunner().invoke(main, ["launch", a, a, "--storage", storage])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "both are sweep 'a'" in result.output
     result = CliRunner().invoke(main, ["resume", "nope", "--storage", storage])
