@@ -1,10 +1,14 @@
 """Sweep efficiency: trainings vs grid points, wall time vs independent runs, share of time outside train/eval.
 
 Reads finished sweeps (result Parquet + the Tune experiment dir + the training cache) under a storage root,
-or runs them first with --run (each spec through `diad-sweep launch`, its wall time measured here).
+or runs them first with --run (each spec through `diad-sweep launch`, its wall time measured here; with
+--together all specs in ONE `diad-sweep launch`, one Tune experiment over the union of their points).
 
     .venv/bin/python bench/bench_sweep.py --run sweeps/ablation.yaml sweeps/timesteps.yaml --storage /tmp/sw
+    .venv/bin/python bench/bench_sweep.py --together --run sweeps/ablation.yaml sweeps/timesteps.yaml \
+        sweeps/feature_layers.yaml sweeps/backbones.yaml --storage /tmp/sw4 --num-cpus 2   # one launch
     .venv/bin/python bench/bench_sweep.py ablation timesteps --storage /tmp/sw   # already run
+    .venv/bin/python bench/bench_sweep.py ablation+timesteps --storage /tmp/sw4  # a one-launch group, already run
     .venv/bin/python bench/bench_sweep.py --smoke                                # hand-built example
 
 Definitions (k = trial slots = concurrent trials the sweep could run; W = sweep wall time):
@@ -20,6 +24,9 @@ Definitions (k = trial slots = concurrent trials the sweep could run; W = sweep 
   result writing).
 - share outside train/eval = 1 - busy / (k W): the above plus lock waits and idle slots (fewer runnable trials than
   slots, e.g. every point of a one-training sweep waits for that training). Reported, not the goal's measure.
+- one launch of several specs (a group, `<storage>/<a+b>/group.json`): W, span, slots and the shares are the
+  group's (one row "one launch: ..."); each member's own row has only its counts, independent sum and busy
+  seconds (its time columns are the group's, so they are left blank).
 """
 
 from __future__ import annotations
@@ -172,30 +179,70 @@ def summarize(trials: list[dict], trainings: dict[str, dict], tune_times: dict[s
     }
 
 
-def load_sweep(storage: Path, sweep_id: str, wall_s: float | None, slots: int | None) -> dict:
-    """The inputs of `summarize` for one finished sweep (wall: measured, else sweep.json 'created' to last trial end)."""
-    meta = json.loads((storage / sweep_id / "sweep.json").read_text())
-    tune_times = read_tune_times(storage / sweep_id)
+def _slots(specs: list[dict], num_cpus: int | None) -> int:
+    """Trial slots: CPUs // the largest per-trial CPU reservation, capped by the smallest max_concurrent_trials."""
+    cpus = num_cpus or os.cpu_count() or 1
+    by_cpu = max(1, int(cpus // max(s["resources"]["cpu"] for s in specs)))
+    limits = [s["max_concurrent_trials"] for s in specs if s.get("max_concurrent_trials")]
+    return min([by_cpu, *limits])
+
+
+def _timing(tune_times: dict[str, dict], created: float, wall_s: float | None) -> tuple[float, float]:
+    """(wall, span): wall measured, else `created` to the last trial end; span first trial start to last end."""
     ends = [v["end"] for v in tune_times.values()]
     span = (max(ends) - min(v["start"] for v in tune_times.values())) if ends else math.nan
     if wall_s is None:
-        wall_s = (max(ends) - float(meta["created"])) if ends else math.nan
-    if slots is None:
-        spec = meta["spec"]
-        by_cpu = max(1, int((os.cpu_count() or 1) // spec["resources"]["cpu"]))
-        slots = min(by_cpu, spec.get("max_concurrent_trials") or by_cpu)
+        wall_s = (max(ends) - created) if ends else math.nan
+    return wall_s, span
+
+
+def load_sweep(storage: Path, sweep_id: str, wall_s: float | None, slots: int | None,
+               num_cpus: int | None = None) -> dict:
+    """The inputs of `summarize` for one finished sweep (wall: measured, else sweep.json 'created' to last trial end)."""
+    meta = json.loads((storage / sweep_id / "sweep.json").read_text())
+    tune_times = read_tune_times(storage / sweep_id)
+    wall_s, span = _timing(tune_times, float(meta["created"]), wall_s)
     return {"trials": read_trials(storage, sweep_id), "trainings": read_trainings(Path(meta["cache_dir"])),
-            "tune_times": tune_times, "wall_s": wall_s, "slots": slots, "span_s": span}
+            "tune_times": tune_times, "wall_s": wall_s, "slots": slots or _slots([meta["spec"]], num_cpus),
+            "span_s": span}
 
 
-def analyse(storage: Path, sweep_id: str, wall_s: float | None, slots: int | None) -> dict:
+def is_group(storage: Path, name: str) -> bool:
+    return (storage / name / "group.json").is_file()
+
+
+_GROUP_TIME_KEYS = ("wall_s", "span_s", "speedup_vs_independent_serial", "speedup_vs_independent_same_slots",
+                    "trial_time_s", "ray_startup_slot_s", "in_trial_overhead_s", "lock_wait_s", "idle_slot_s",
+                    "ray_bookkeeping_share", "share_outside_train_eval")
+
+
+def analyse_group(storage: Path, name: str, wall_s: float | None, slots: int | None,
+                  num_cpus: int | None = None) -> list[dict]:
+    """Figures of one multi-spec launch: a row per member (counts and work only) and the group's row."""
+    meta = json.loads((storage / name / "group.json").read_text())
+    members = list(meta["members"])
+    tune_times = read_tune_times(storage / name)
+    wall_s, span = _timing(tune_times, float(meta["created"]), wall_s)
+    slots = slots or _slots(list(meta["members"].values()), num_cpus)
+    trainings = read_trainings(Path(meta["cache_dir"]))
+    trials = {m: read_trials(storage, m) for m in members}
+    rows = []
+    for m in members:
+        row = summarize(trials[m], trainings, {}, math.nan, slots, math.nan)
+        rows.append({"sweep": f"{m} (in {name})", **row, **{k: math.nan for k in _GROUP_TIME_KEYS}})
+    row = summarize([t for m in members for t in trials[m]], trainings, tune_times, wall_s, slots, span)
+    return rows + [{"sweep": "one launch: " + " + ".join(members), **row}]
+
+
+def analyse(storage: Path, sweep_id: str, wall_s: float | None, slots: int | None, num_cpus: int | None = None) -> dict:
     """Figures of one finished sweep under `storage`."""
-    return {"sweep": sweep_id, **summarize(**load_sweep(storage, sweep_id, wall_s, slots))}
+    return {"sweep": sweep_id, **summarize(**load_sweep(storage, sweep_id, wall_s, slots, num_cpus))}
 
 
-def analyse_together(storage: Path, sweep_ids: list[str], walls: dict[str, float], slots: int | None) -> dict:
+def analyse_together(storage: Path, sweep_ids: list[str], walls: dict[str, float], slots: int | None,
+                     num_cpus: int | None = None) -> dict:
     """Figures of several sweeps run one after the other: union of their trials, summed wall time."""
-    parts = [load_sweep(storage, s, walls.get(s), slots) for s in sweep_ids]
+    parts = [load_sweep(storage, s, walls.get(s), slots, num_cpus) for s in sweep_ids]
     if len({p["slots"] for p in parts}) != 1:
         raise SystemExit(f"sweeps {sweep_ids} have different trial slots; give --slots")
     trainings = {k: v for p in parts for k, v in p["trainings"].items()}
@@ -205,10 +252,10 @@ def analyse_together(storage: Path, sweep_ids: list[str], walls: dict[str, float
     return {"sweep": "together: " + " + ".join(sweep_ids), **row}
 
 
-def run_sweep(spec: str, storage: Path, num_cpus: int | None, overrides: list[str],
+def run_sweep(specs: list[str], storage: Path, num_cpus: int | None, overrides: list[str],
               cache_dir: Path | None) -> tuple[str, float]:
-    """`diad-sweep launch SPEC` in a subprocess; -> (sweep id, wall seconds measured around it)."""
-    cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", spec, *overrides, "--storage", str(storage),
+    """`diad-sweep launch SPEC...` in a subprocess; -> (sweep id or group name, wall seconds measured around it)."""
+    cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", *specs, *overrides, "--storage", str(storage),
            "--no-dashboard"] + (["--num-cpus", str(num_cpus)] if num_cpus else []) + \
         (["--cache-dir", str(cache_dir)] if cache_dir else [])
     t0 = time.perf_counter()
@@ -260,8 +307,10 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sweeps", nargs="*", help="sweep ids already run under --storage")
+    ap.add_argument("sweeps", nargs="*", help="sweep ids (or one-launch group names, a+b) already run under --storage")
     ap.add_argument("--run", nargs="+", default=[], metavar="SPEC", help="launch these sweep specs first")
+    ap.add_argument("--together", action="store_true",
+                    help="launch every --run spec in ONE `diad-sweep launch` (one Ray session, one Tune experiment)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every --run spec")
     ap.add_argument("--storage", type=Path, default=Path("runs"))
     ap.add_argument("--cache-dir", type=Path, default=None,
@@ -280,16 +329,20 @@ def main(argv=None) -> int:
     given = {k: float(v) for k, _, v in (w.partition("=") for w in args.wall)}
     if args.smoke:
         rows.append(smoke_example())
-    for spec in args.run:
-        sweep_id, wall = run_sweep(spec, storage, args.num_cpus, args.set, args.cache_dir)
+    for specs in ([args.run] if args.together and args.run else [[spec] for spec in args.run]):
+        sweep_id, wall = run_sweep(specs, storage, args.num_cpus, args.set, args.cache_dir)
         walls[sweep_id] = wall
-        print(f"{spec}: sweep {sweep_id} ran in {wall:.0f} s", flush=True)
+        print(f"{' '.join(specs)}: {sweep_id} ran in {wall:.0f} s", flush=True)
     ids = [*walls, *args.sweeps]
     walls = given | walls
     for sweep_id in ids:
-        rows.append(analyse(storage, sweep_id, walls.get(sweep_id), args.slots))
-    if len(ids) > 1:
-        rows.append(analyse_together(storage, ids, walls, args.slots))
+        if is_group(storage, sweep_id):
+            rows.extend(analyse_group(storage, sweep_id, walls.get(sweep_id), args.slots, args.num_cpus))
+        else:
+            rows.append(analyse(storage, sweep_id, walls.get(sweep_id), args.slots, args.num_cpus))
+    singles = [s for s in ids if not is_group(storage, s)]
+    if len(singles) > 1:
+        rows.append(analyse_together(storage, singles, walls, args.slots, args.num_cpus))
     if not rows:
         ap.error("give sweep ids, --run SPEC ... or --smoke")
     md = table(rows)

@@ -1,8 +1,9 @@
 """A stand-in backend for the diad core (diad.sweep.backend.Backend) that runs in milliseconds.
 
 Sweep tests pass `FakeBackend()` to runner.launch; Ray workers unpickle it by module name (conftest puts
-tests/ on PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from)
-and `recon/computed.txt` (one line per reconstruction actually computed).
+tests/ on PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from),
+`recon/computed.txt` (one line per reconstruction actually computed) and `recon/cpus.txt` (per evaluation:
+its backbone and the CPUs Ray reserved for the trial).
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ def _train(run_cfg: RunConfig, out_dir: Path, on_checkpoint=None) -> TrainResult
                        peak_mem_mb=1.0, final_loss=1.0 / cfg.steps, val_loss=None, ae_cached=False)
 
 
+def _assigned_cpus() -> float | None:
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
+
+
 def _evaluate(key: str, run_cfg: RunConfig, cache_dir: Path) -> EvalResult:
     """Scores that depend on variant and backbone; reconstructions cached per (checkpoint, T, steps, seed)."""
     ev = run_cfg.eval
@@ -125,6 +132,8 @@ def _evaluate(key: str, run_cfg: RunConfig, cache_dir: Path) -> EvalResult:
         recon.mkdir(parents=True)
         with open(recon_dir / "computed.txt", "a") as f:
             f.write(key + "\n")
+    with open(recon_dir / "cpus.txt", "a") as f:  # the CPUs Ray reserved for this trial
+        f.write(f"{ev.backbone} {_assigned_cpus()}\n")
     base = {"ldm": 0.7, "msg": 0.8, "sgeb4": 0.85, "diad": 0.9}[run_cfg.model.variant]
     base -= 0.05 * (ev.backbone != "efficientnet_lite0")
     cats = {c: {"image_auroc": base + d, "pixel_auroc": base} for c, d in (("a", 0.01), ("b", -0.01))}

@@ -1,6 +1,7 @@
 """Smoke tests of the bench scripts (their --smoke modes, in-process) and the PatchCore-style baseline."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -129,3 +130,37 @@ def test_sweep_reads_a_finished_sweep_from_disk(tmp_path):
     assert row["in_trial_overhead_s"] == pytest.approx(69.0 - 66.0)
     assert row["ray_bookkeeping_share"] == pytest.approx((5.0 + 3.0) / 75.0)
     assert row["share_outside_train_eval"] == pytest.approx(1 - 66.0 / 75.0)
+
+
+def test_sweep_reads_a_one_launch_group_from_disk(tmp_path):
+    """Two member sweeps run as one Tune experiment "g+h": member h reuses g's training (waits for it)."""
+    storage, cache = tmp_path / "runs", tmp_path / "runs" / "cache"
+    spec = {"resources": {"cpu": 1}, "max_concurrent_trials": 2}
+    (storage / "g+h").mkdir(parents=True)
+    (storage / "g+h" / "group.json").write_text(json.dumps(
+        {"created": 1000.0, "cache_dir": str(cache), "members": {"g": spec, "h": spec}}))
+    for sweep, tid, cached, total, end in [("g", "t1", False, 60.0, 1065.0), ("h", "t2", True, 69.0, 1075.0)]:
+        res_dir = storage / "results" / f"sweep_id={sweep}"
+        res_dir.mkdir(parents=True)
+        rows = [{"trial_id": tid, "run_key": f"k{tid}", "train_hash": "h", "category": "mean", "status": "ok",
+                 "train_wall_s": 50.0, "eval_wall_s": 8.0, "train_cached": cached, "recon_cached": False,
+                 "eval.forward_steps": 1000 if sweep == "g" else 500, "eval.ddim_steps": 10, "eval.seed": 0}]
+        pq.write_table(pa.Table.from_pylist(rows), res_dir / f"k{tid}.parquet")
+        (storage / "g+h" / tid).mkdir()
+        (storage / "g+h" / tid / "result.json").write_text(
+            json.dumps({"trial_id": tid, "timestamp": end, "time_total_s": total}) + "\n")
+    ck = cache / "train" / "h" / "checkpoints" / "step-1"
+    ck.mkdir(parents=True)
+    (ck / "state.json").write_text(json.dumps({"metrics": {"ae_wall_s": 4.0, "wall_s": 46.0}}))
+    (cache / "train" / "h" / "train_result.json").write_text(
+        json.dumps({"checkpoint_dir": str(ck), "wall_s": 50.0, "ae_cached": False}))
+    out = tmp_path / "out"
+    assert bench_sweep.main(["g+h", "--storage", str(storage), "--num-cpus", "2", "--out-dir", str(out)]) == 0
+    g, h, both = json.loads((out / "sweep.json").read_text())["rows"]
+    assert (g["sweep"], h["sweep"], both["sweep"]) == ("g (in g+h)", "h (in g+h)", "one launch: g + h")
+    assert (g["trainings_run"], h["trainings_run"], both["trainings_run"], both["grid_points"]) == (1, 0, 1, 2)
+    assert g["busy_s"] == pytest.approx(58.0) and h["busy_s"] == pytest.approx(8.0) and math.isnan(h["wall_s"])
+    assert both["wall_s"] == pytest.approx(75.0) and both["span_s"] == pytest.approx(70.0) and both["slots"] == 2
+    assert both["lock_wait_s"] == pytest.approx(51.0)  # h waited from 1006 until g's training ended at 1065 - 8
+    assert both["in_trial_overhead_s"] == pytest.approx(129.0 - 66.0 - 51.0)
+    assert both["ray_bookkeeping_share"] == pytest.approx((2 * 5.0 + 12.0) / 150.0)

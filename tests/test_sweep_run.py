@@ -52,7 +52,7 @@ def test_train_once_evaluate_many_then_relaunch_skips(fake_sweep):
     assert summary["points"] == 4 and summary["trainings"] == 2 and summary["errored"] == 0
     df = _rows(storage)
     assert len(df) == 4 * 3 and set(df["category"]) == {"a", "b", "mean"} and (df["status"] == "ok").all()
-    cache = Path(storage) / "fake" / "cache"
+    cache = Path(storage) / "cache"
     starts = [_lines(p) for p in cache.glob("train/*/starts.txt")]
     assert sorted(starts) == [["0"], ["0"]]  # two trainings for four trials: each trained once
     assert len(_lines(cache / "recon" / "computed.txt")) == 2  # the backbone axis reused reconstructions
@@ -90,7 +90,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(fake_sweep):
     assert summary["errored"] == 0
     df = _rows(storage)
     assert len(df) == 2 * 3 and (df["status"] == "ok").all()
-    for out in (Path(storage) / "fake" / "cache" / "train").iterdir():
+    for out in (Path(storage) / "cache" / "train").iterdir():
         assert (out / "killed-once").exists()
         assert _lines(out / "starts.txt") == ["0", "2"]  # resumed at the step-2 checkpoint, not from 0
 

@@ -88,7 +88,7 @@ def test_killed_worker_resumes_training_from_its_checkpoint(ray_session, tmp_pat
                             backend=KillOnceBackend())
     assert summary["errored"] == 0
     _no_lost_no_duplicated(_rows(tmp_path, "smoke_kill"), 2)
-    for out in (tmp_path / "smoke_kill" / "cache" / "train").iterdir():
+    for out in (tmp_path / "cache" / "train").iterdir():
         assert (out / "killed-at").read_text() == "1"
         assert (out / "starts.txt").read_text().split() == ["0", "1"]  # the retry started at step 1, not 0
 

@@ -79,8 +79,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.argument("overrides", nargs=-1)
+@click.argument("specs_and_overrides", nargs=-1, required=True, metavar="SPEC... [KEY=VALUE...]")
 @_storage
 @click.option("--cache-dir", default=None, help="Checkpoint/reconstruction cache; on clusters a shared POSIX path.")
 @_address
@@ -88,14 +87,17 @@ def main() -> None:
 @_no_dash
 @_num_cpus
 @click.option("-v", "--verbose", count=True, help="More of Ray Tune's own output (-v tables, -vv everything).")
-def launch(spec, overrides, storage, cache_dir, address, dashboard_host, no_dashboard, num_cpus, verbose):
-    """Run the sweep in SPEC (YAML). OVERRIDES are key=value: train.epochs=3, profile=gpu, resources.gpu=1.
+def launch(specs_and_overrides, storage, cache_dir, address, dashboard_host, no_dashboard, num_cpus, verbose):
+    """Run the sweep in each SPEC (YAML); key=value words are overrides of every spec: train.steps=3,
+    preset=gpu, resources.gpu=1. Several specs run in one Ray Tune experiment named "a+b" (one training per
+    distinct training config across all of them); `diad-sweep resume` takes that name or any member's id.
 
     Runs that already have an "ok" result file are skipped, so relaunching an unchanged sweep is cheap.
     """
-    from diad.sweep import runner
+    from diad.sweep import group, runner
 
-    summary = _run(runner.launch, spec, list(overrides), storage=storage, cache_dir=cache_dir, address=address,
+    specs, overrides = _run(group.split_args, list(specs_and_overrides))
+    summary = _run(runner.launch, specs, overrides, storage=storage, cache_dir=cache_dir, address=address,
                    dashboard=not no_dashboard, dashboard_host=dashboard_host, num_cpus=num_cpus, verbose=verbose)
     _print_summary(summary)
 
@@ -108,7 +110,7 @@ def launch(spec, overrides, storage, cache_dir, address, dashboard_host, no_dash
 @_no_dash
 @_num_cpus
 def resume(run, storage, address, dashboard_host, no_dashboard, num_cpus):
-    """Continue the interrupted sweep RUN (its sweep id) from Ray Tune's saved state."""
+    """Continue the interrupted sweep RUN (its sweep id, or a multi-spec launch's "a+b") from Ray Tune's state."""
     from diad.sweep import runner
 
     summary = _run(runner.resume, run, storage=storage, address=address, dashboard=not no_dashboard,

@@ -1,7 +1,8 @@
 """Where a sweep's files live under its storage root (no Ray here: `analysis` reads these too).
 
-    <storage>/<sweep_id>/sweep.json                        the resolved spec, backend and cache dir
-    <storage>/<sweep_id>/cache/                            trained checkpoints, reconstructions (local storage)
+    <storage>/<sweep_id>/sweep.json                        the resolved spec, backend, cache dir, Tune experiment
+    <storage>/<a>+<b>/group.json                           several specs launched as one Tune experiment (group.py)
+    <storage>/cache/                                       trained checkpoints, reconstructions: every sweep's (local storage)
     <storage>/results/sweep_id=<sweep_id>/<run_key>.parquet  one result file per run
 """
 

@@ -17,36 +17,37 @@ from ray.tune.search.optuna import OptunaSearch
 
 from diad.errors import DiadError
 from diad.integrity import ensure_writable_dir
-from diad.sweep import results
+from diad.sweep import group, results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
-from diad.sweep.plan import Point, distinct, grid_points, interleave_by_training, with_absolute_paths
-from diad.sweep.spec import Distribution, SweepSpec, load_spec
+from diad.sweep.plan import Point, distinct
+from diad.sweep.spec import Distribution, SweepSpec
 from diad.sweep.token import ensure_private_token, keep_token_private
 from diad.sweep.trainable import DONE_FILE, SweepContext, run_trial
 
 
 
-def write_meta(storage: str, sweep_id: str, meta: dict) -> None:
+def write_meta(storage: str, sweep_id: str, meta: dict, file: str = META_FILE) -> None:
     """Save what `resume` needs (the resolved spec, backend, cache dir) beside the Tune experiment."""
     if "://" not in storage:
         from diad.io import atomic_write_text
 
-        atomic_write_text(Path(storage) / sweep_id / META_FILE, json.dumps(meta, indent=1, default=str))
+        atomic_write_text(Path(storage) / sweep_id / file, json.dumps(meta, indent=1, default=str))
         return
     fs, path = filesystem(f"{storage}/{sweep_id}")
     fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{META_FILE}") as f:
+    with fs.open_output_stream(f"{path}/{file}") as f:
         f.write(json.dumps(meta, indent=1, default=str).encode())
 
 
-def _cache_dir(storage: str, sweep_id: str, cache_dir: str | None) -> str:
+def _cache_dir(storage: str, cache_dir: str | None) -> str:
+    """--cache-dir, else <storage>/cache: one cache per storage root, so sweeps under it share trainings."""
     if cache_dir:
         return str(Path(cache_dir).expanduser().resolve())
     if "://" in storage:
         raise DiadError(f"storage {storage} is a URI: give --cache-dir, a POSIX path every worker shares (NFS)")
-    return str(Path(storage) / sweep_id / "cache")
+    return str(Path(storage) / "cache")
 
 
 def _tune_dist(d: Distribution):
@@ -192,46 +193,78 @@ def _run_config(spec: SweepSpec, storage: str, total: int | None, verbose: int) 
     )
 
 
-def launch(spec_path: str, overrides: list[str] | None = None, storage: str | None = None,
+def launch(spec_paths: str | list[str], overrides: list[str] | None = None, storage: str | None = None,
            cache_dir: str | None = None, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", num_cpus: int | None = None, verbose: int = 0,
            backend: Backend | None = None) -> dict:
-    """Run a sweep; finished runs (an "ok" result file with the same run_key) are skipped. Returns a summary.
+    """Run one sweep, or several in one Tune experiment (group.py); the overrides apply to every spec. Finished
+    runs (an "ok" result file with the same run_key) are skipped. Returns a summary.
 
     `backend` is the core the trials call (default: DiadBackend, the real one).
     """
     backend = backend or DiadBackend()
-    spec, source = load_spec(spec_path, overrides)
-    spec = with_absolute_paths(spec)
+    paths = [str(spec_paths)] if isinstance(spec_paths, (str, Path)) else [str(p) for p in spec_paths]
     storage = storage_root(storage)
-    cache = _cache_dir(storage, spec.name, cache_dir)
-    check_num_cpus(num_cpus, spec)
-    points = interleave_by_training(grid_points(spec, source, backend))
+    cache = _cache_dir(storage, cache_dir)
+    members = group.load_members(paths, overrides, backend, storage)
+    for m in members:
+        check_num_cpus(num_cpus, m.spec)
     check_local_dirs(storage, cache)
     print(f"caches: trainings and reconstructions under {cache}, embedded data under "
           f"{os.environ.get('DIAD_CACHE') or '~/.cache/diad'} ($DIAD_CACHE)", flush=True)
-    status = results.run_status(storage, spec.name)
-    grid_only = spec.search.algorithm == "grid"
-    # sampled searches draw new configs each launch; a trial whose run_key is already done skips itself
-    pending = [p for p in points if status.get(p.keys["run_key"]) != "ok"] if grid_only else points
-    n_train = len({p.keys["train_hash"] for p in points})
-    print(f"sweep {spec.name}: {len(points)} grid points, {n_train} distinct trainings; "
-          f"{len(points) - len(pending)} already finished", flush=True)
+    experiment = group.experiment_name([m.name for m in members])
+    pending = [p for m in members for p in m.pending]
+    n_train = len({p.keys["train_hash"] for m in members for p in m.points})
+    _print_plan(members, experiment, n_train)
     for cfg in distinct(pending, "data"):
         backend.prepare(backend.config_class.model_validate(cfg))  # generate embedded data once, not in each trial
-    meta = {"spec": spec.model_dump(mode="json"), "spec_path": str(Path(spec_path).resolve()),
-            "overrides": overrides or [], "backend": backend_path(backend), "cache_dir": cache, "storage": storage,
-            "n_points": len(points) if grid_only else None, "created": time.time()}
-    write_meta(storage, spec.name, meta)
-    summary = {"sweep_id": spec.name, "storage": storage, "points": len(points), "trainings": n_train}
-    if grid_only and not pending:
+    _write_launch_meta(members, experiment, overrides, backend, storage, cache)
+    summary = {"sweep_id": experiment, "storage": storage, "points": sum(len(m.points) for m in members),
+               "trainings": n_train} | ({"sweeps": [m.name for m in members]} if len(members) > 1 else {})
+    if all(m.is_grid for m in members) and not pending:
         return summary | {"ran": 0, "wall_s": 0.0}
     connect(address, dashboard, dashboard_host, num_cpus)
-    ctx = _context(spec, storage, cache, backend)
-    total = len(pending) if grid_only else None
-    tuner = tune.Tuner(_trainable(ctx, spec), param_space=param_space(spec, pending),
-                       tune_config=_tune_config(spec), run_config=_run_config(spec, storage, total, verbose))
-    return summary | _fit(tuner)
+    contexts = {m.name: _context(m.spec, storage, cache, backend) for m in members}
+    return summary | _fit(_new_tuner(members, contexts, experiment, storage, verbose))
+
+
+def _print_plan(members: list[group.Member], experiment: str, n_train: int) -> None:
+    for m in members:
+        print(f"sweep {m.name}: {len(m.points)} grid points, {len({p.keys['train_hash'] for p in m.points})} "
+              f"distinct trainings; {len(m.points) - len(m.pending)} already finished", flush=True)
+    if len(members) > 1:
+        print(f"{len(members)} sweeps in one Tune experiment {experiment}: {sum(len(m.points) for m in members)} "
+              f"grid points, {n_train} distinct trainings in all (resume: `diad-sweep resume {experiment}` or "
+              f"any member's sweep id)", flush=True)
+
+
+def _new_tuner(members: list[group.Member], contexts: dict[str, SweepContext], experiment: str, storage: str,
+               verbose: int) -> tune.Tuner:
+    """One spec: its own search, scheduler and resources; several: one grid over all their points (group.py)."""
+    if len(members) == 1:
+        (m,) = members
+        total = len(m.pending) if m.is_grid else None
+        return tune.Tuner(_trainable(contexts[m.name], m.spec), param_space=param_space(m.spec, m.pending),
+                          tune_config=_tune_config(m.spec), run_config=_run_config(m.spec, storage, total, verbose))
+    settings = group.tune_settings([m.spec for m in members], experiment)
+    return tune.Tuner(group.trainable(contexts, {m.name: m.spec for m in members}),
+                      param_space=group.param_space(members), tune_config=_tune_config(settings),
+                      run_config=_run_config(settings, storage, sum(len(m.pending) for m in members), verbose))
+
+
+def _write_launch_meta(members: list[group.Member], experiment: str, overrides: list[str] | None, backend: Backend, storage: str,
+                       cache: str) -> None:
+    """Each member's sweep.json (naming the experiment it runs in); a group's group.json beside its Tune state."""
+    common = {"overrides": overrides or [], "backend": backend_path(backend), "cache_dir": cache, "storage": storage,
+              "experiment": experiment, "created": time.time()}
+    for m in members:
+        write_meta(storage, m.name, common | {
+            "spec": m.spec.model_dump(mode="json"), "spec_path": m.spec_path,
+            "n_points": len(m.points) if m.is_grid else None,  # sampled searches: trials draw their own configs
+            "train_hashes": sorted({p.keys["train_hash"] for p in m.points}) if m.is_grid else None})
+    if len(members) > 1:
+        write_meta(storage, experiment, common | {"members": {m.name: m.spec.model_dump(mode="json") for m in members},
+                                                  "spec_paths": [m.spec_path for m in members]}, file=group.GROUP_FILE)
 
 
 def _fit(tuner) -> dict:
@@ -258,25 +291,31 @@ def failed_trials(grid) -> list[dict]:
     return out
 
 
-def resume(sweep_id: str, storage: str | None = None, address: str | None = None, dashboard: bool = True,
+def resume(name: str, storage: str | None = None, address: str | None = None, dashboard: bool = True,
            dashboard_host: str = "127.0.0.1", num_cpus: int | None = None, backend: Backend | None = None) -> dict:
     """Continue an interrupted sweep from Tune's experiment state: finished trials stay, the rest resume.
 
-    `backend` defaults to the one the sweep was launched with (saved in sweep.json).
+    `name` is a sweep id or a group's name ("a+b"); a sweep launched in a group resumes the whole group.
+    `backend` defaults to the one the sweep was launched with (saved in sweep.json / group.json).
     """
     storage = storage_root(storage)
-    meta = read_meta(storage, sweep_id)
-    spec = SweepSpec.model_validate(meta["spec"])
-    path = f"{storage}/{sweep_id}"
+    exp = group.find_experiment(storage, name)
+    path = f"{storage}/{exp.name}"
     if not tune.Tuner.can_restore(path):
         raise DiadError(f"{path}: no Tune experiment state to resume; run `diad-sweep launch` again instead")
-    backend = backend or backend_from_path(meta["backend"])
-    check_num_cpus(num_cpus, spec)
-    check_local_dirs(storage, meta["cache_dir"])
+    backend = backend or backend_from_path(exp.backend)
+    for spec in exp.specs.values():
+        check_num_cpus(num_cpus, spec)
+    check_local_dirs(storage, exp.cache_dir)
     connect(address, dashboard, dashboard_host, num_cpus)
-    ctx = _context(spec, storage, meta["cache_dir"], backend)
-    tuner = tune.Tuner.restore(path, trainable=_trainable(ctx, spec), resume_errored=True)
-    return {"sweep_id": sweep_id, "storage": storage} | _fit(tuner)
+    contexts = {n: _context(spec, storage, exp.cache_dir, backend) for n, spec in exp.specs.items()}
+    if exp.is_group:
+        trainable = group.trainable(contexts, exp.specs)
+    else:
+        trainable = _trainable(contexts[exp.name], exp.specs[exp.name])
+    tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    extra = {"sweeps": list(exp.specs)} if exp.is_group else {}
+    return {"sweep_id": exp.name, "storage": storage} | extra | _fit(tuner)
 
 
 def sweep_status(sweep_id: str, storage: str | None = None) -> dict:
@@ -287,13 +326,16 @@ def sweep_status(sweep_id: str, storage: str | None = None) -> dict:
     ok = sum(s == "ok" for s in status.values())
     failed = len(status) - ok
     trainings = 0
-    if "://" not in meta["cache_dir"]:
-        trainings = len(list(Path(meta["cache_dir"]).glob(f"train/*/{DONE_FILE}")))
+    if "://" not in meta["cache_dir"]:  # the cache is shared by the storage root's sweeps: count this one's
+        cache = Path(meta["cache_dir"])
+        hashes = meta.get("train_hashes")
+        trainings = len(list(cache.glob(f"train/*/{DONE_FILE}"))) if hashes is None else \
+            sum((cache / "train" / h / DONE_FILE).is_file() for h in hashes)
     n = meta.get("n_points")
     return {"sweep_id": sweep_id, "ok": ok, "failed": failed,
             "pending": None if n is None else max(n - ok - failed, 0), "points": n,
             "trainings_cached": trainings, "results": results_dir(storage, sweep_id),
-            "resumable": tune.Tuner.can_restore(f"{storage}/{sweep_id}")}
+            "resumable": tune.Tuner.can_restore(f"{storage}/{meta.get('experiment', sweep_id)}")}
 
 
 def list_sweeps(storage: str | None = None) -> list[dict]:
