@@ -19,6 +19,7 @@ from diad.errors import DiadError
 from diad.integrity import ensure_writable_dir
 from diad.sweep import group, results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
+from diad.sweep.cluster_checks import check_cluster
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct
@@ -224,6 +225,8 @@ def launch(spec_paths: str | list[str], overrides: list[str] | None = None, stor
     if all(m.is_grid for m in members) and not pending:
         return summary | {"ran": 0, "wall_s": 0.0}
     connect(address, dashboard, dashboard_host, num_cpus)
+    if address:  # other nodes: local paths must be shared, and some node must fit a trial
+        check_cluster({"--storage": storage, "--cache-dir": cache}, [m.spec.resources for m in members])
     contexts = {m.name: _context(m.spec, storage, cache, backend) for m in members}
     return summary | _fit(_new_tuner(members, contexts, experiment, storage, verbose))
 
@@ -308,6 +311,8 @@ def resume(name: str, storage: str | None = None, address: str | None = None, da
         check_num_cpus(num_cpus, spec)
     check_local_dirs(storage, exp.cache_dir)
     connect(address, dashboard, dashboard_host, num_cpus)
+    if address:
+        check_cluster({"--storage": storage, "--cache-dir": exp.cache_dir}, [s.resources for s in exp.specs.values()])
     contexts = {n: _context(spec, storage, exp.cache_dir, backend) for n, spec in exp.specs.items()}
     if exp.is_group:
         trainable = group.trainable(contexts, exp.specs)

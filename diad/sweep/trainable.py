@@ -27,6 +27,7 @@ from diad.overrides import flatten
 from diad.schema import MEAN_CATEGORY, METRICS, PROTOCOL_KEYS
 from diad.sweep import results
 from diad.sweep.backend import Backend, DiadBackend
+from diad.sweep.node import node_columns
 from diad.sweep.plan import run_keys, validate_run
 
 DONE_FILE = "sweep-train.json"
@@ -219,7 +220,8 @@ def run_trial(config: dict, ctx: SweepContext) -> None:
             return
         rows = _train_and_evaluate(backend, run_cfg, keys, ctx, schema, info, reporter)
     hardware = results.hardware()  # now that the core has loaded torch (and seen the GPU, if any)
-    rows = [dict(r, hardware=hardware) for r in rows]
+    where = node_columns()  # node_id, node_ip, hostname: which cluster node ran this trial
+    rows = [dict(r, hardware=hardware, **where) for r in rows]
     results.write_rows(ctx.storage, ctx.sweep_id, keys["run_key"], rows, schema)
     reporter.final(rows)
 
