@@ -88,7 +88,7 @@ class LocalCluster:
         self.address: str | None = None
         self.leftover: list[int] = []  # pids found alive after stop (then killed): a cleanup defect
 
-    def _start(self, name: str, args: list[str], hide: str | None = None) -> None:
+    def _spawn(self, name: str, args: list[str], hide: str | None = None) -> tuple[subprocess.Popen, Path]:
         log = Path(self.temp) / f"{name}.out"
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address=127.0.0.1",
                "--disable-usage-stats", "--object-store-memory=80000000",
@@ -97,19 +97,22 @@ class LocalCluster:
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.temp)
         self.procs.append((proc, log))
+        return proc, log
+
+    def _wait(self, proc: subprocess.Popen, log: Path) -> None:
         deadline = time.time() + self.timeout
         while STARTED not in log.read_text():
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ray node {name} did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"ray node {log.stem} did not start: {log.read_text()[-2000:]}")
             time.sleep(0.2)
 
     def start(self) -> "LocalCluster":
         port = free_port()
-        self._start("head", ["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                             f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}"])
+        self._wait(*self._spawn("head", ["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                                         f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}"]))
         self.address = f"127.0.0.1:{port}"
-        for i in range(self.n_workers):
-            self._start(f"worker{i}", [f"--address={self.address}", "--num-cpus=1"], self.hide.get(i))
+        for i in range(self.n_workers):  # one at a time: together they can pass Ray's 30 s raylet start limit
+            self._wait(*self._spawn(f"worker{i}", [f"--address={self.address}", "--num-cpus=1"], self.hide.get(i)))
         return self
 
     def stop(self) -> None:

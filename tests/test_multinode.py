@@ -49,7 +49,8 @@ try:
 except DiadError as e:
     print(f"error: {e}")
     sys.exit(2)
-nodes = [{"id": n["NodeID"], "cpu": n["Resources"].get("CPU", 0)} for n in ray.nodes() if n["Alive"]]
+nodes = [{"id": n["NodeID"], "ip": n["NodeManagerAddress"], "cpu": n["Resources"].get("CPU", 0)}
+         for n in ray.nodes() if n["Alive"]]
 print("RESULT " + json.dumps({"summary": summary, "nodes": nodes}, default=str))
 """
 
@@ -59,8 +60,11 @@ def cluster(tmp_path_factory):
     """The cluster for this module; torn down (and checked for leftover processes) even when a test fails."""
     cache = tmp_path_factory.mktemp("diad-cache")
     hidden = tmp_path_factory.mktemp("not-shared")
+    token = tmp_path_factory.mktemp("token") / "auth_token"
+    token.write_text("0123456789abcdef" * 2)
     hide = {1: str(hidden)} if can_hide() else {}
-    with LocalCluster(N_WORKERS, env={"DIAD_CACHE": str(cache)}, hide=hide) as c:
+    env = {"DIAD_CACHE": str(cache), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}  # as in production
+    with LocalCluster(N_WORKERS, env=env, hide=hide) as c:
         c.hidden = hidden if hide else None
         yield c
     assert not c.leftover, f"processes of the test cluster still alive after stop: {c.leftover}"
@@ -97,7 +101,8 @@ def test_fake_sweep_runs_on_both_worker_nodes(cluster, tmp_path):
     _one_row_set_per_point(df, 4, {"a", "b", "mean"})
     assert set(df["node_id"]) == workers  # both worker nodes ran trials; the 0-CPU head none
     assert df.groupby("run_key")["node_id"].nunique().max() == 1  # a trial's rows name the one node it ran on
-    assert (df["node_ip"] == "127.0.0.1").all() and (df["hostname"] == socket.gethostname()).all()
+    assert set(df["node_ip"]) == {n["ip"] for n in nodes if n["id"] in workers}
+    assert (df["hostname"] == socket.gethostname()).all()
     print(f"multinode fake sweep: {len(df['run_key'].unique())} trials on nodes {sorted(workers)}, "
           f"driver {time.time() - t0:.1f} s")
 
@@ -109,8 +114,31 @@ def test_storage_one_node_does_not_share_is_refused_before_any_trial(cluster, tm
     res = _driver([sys.executable, "-c", DRIVER, str(_spec(tmp_path)), str(storage), cluster.address], cluster.env,
                   rc=2)
     errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1 and f"--storage {storage} is not shared: Ray node 127.0.0.1" in errors[0], res.stdout
+    assert len(errors) == 1 and f"--storage {storage} is not shared: Ray node " in errors[0], res.stdout
     assert not (storage / "results").exists() and not list(storage.glob(".diad-shared-probe-*"))
+
+
+def test_wrong_token_is_one_line_naming_where_the_token_goes(cluster, tmp_path):
+    wrong = tmp_path / "other_token"
+    wrong.write_text("f" * 32)
+    env = dict(cluster.env, RAY_AUTH_TOKEN_PATH=str(wrong), RAY_gcs_server_port_wait_time_s="3")  # Ray's 20 s -> 3
+    res = _driver([sys.executable, "-c", DRIVER, str(_spec(tmp_path)), str(tmp_path / "runs"), cluster.address], env,
+                  rc=2)
+    errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and f"--address {cluster.address}: could not join the Ray cluster" in errors[0]
+    assert "~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN" in errors[0]
+
+
+def test_address_where_nothing_listens_fails_at_once():
+    from diad.errors import DiadError
+    from diad.sweep.cluster_checks import join
+    from ray_cluster import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # ray.init(address=...) would wait there for minutes
+    t0 = time.time()
+    with pytest.raises(DiadError, match=f"--address {address}: nothing accepts connections at {address}"):
+        join(address)
+    assert time.time() - t0 < 10
 
 
 def test_resource_note_names_what_no_node_has():

@@ -12,5 +12,6 @@ def node_columns() -> dict[str, str | None]:
     node_id = node_ip = None
     if ray.is_initialized():
         node_id = ray.get_runtime_context().get_node_id()
-        node_ip = ray.util.get_node_ip_address()
+        # the address the node registered with (a worker's own guess may be another interface)
+        node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), None)
     return {"node_id": node_id, "node_ip": node_ip, "hostname": socket.gethostname()}

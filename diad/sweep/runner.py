@@ -19,7 +19,7 @@ from diad.errors import DiadError
 from diad.integrity import ensure_writable_dir
 from diad.sweep import group, results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
-from diad.sweep.cluster_checks import check_cluster
+from diad.sweep.cluster_checks import check_cluster, join
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct
@@ -155,7 +155,7 @@ def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus:
     if ray.is_initialized():
         return
     if address:
-        info = ray.init(address=address)
+        info = join(address)  # one-line errors for an address nothing listens on or a refused token
     else:
         created = ensure_private_token()
         info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
