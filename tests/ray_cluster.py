@@ -1,7 +1,7 @@
 """A Ray cluster of several nodes on this one machine, for tests: `ray start --block` processes we own.
 
 A head with 0 CPUs (it schedules no trials, as on a real cluster) and N worker nodes of 1 CPU each, no dashboard,
-token auth off, all on 127.0.0.1, their files under one short temp dir (Ray's Unix socket paths must stay under
+token auth off unless `env` turns it on, their files under one short temp dir (Ray's Unix socket paths must stay under
 108 bytes, too short for pytest's tmp_path). Every port a second node would collide on is picked free.
 `ray start --block` makes each node's processes die with it (Linux fate sharing), so stopping is: SIGTERM each
 `ray start`, then check that no process naming our temp dir is left (and kill those by pid if any are).
@@ -81,7 +81,7 @@ class LocalCluster:
     """`with LocalCluster(n_workers=2, env=...) as c:` -> c.address ("127.0.0.1:port"); stopped on exit."""
 
     def __init__(self, n_workers: int = 2, env: dict[str, str] | None = None, hide: dict[int, str] | None = None,
-                 start_timeout_s: float = 60):
+                 start_timeout_s: float = 180):
         self.n_workers, self.env, self.hide, self.timeout = n_workers, cluster_env(env), hide or {}, start_timeout_s
         self.temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
         self.procs: list[tuple[subprocess.Popen, Path]] = []
@@ -90,9 +90,8 @@ class LocalCluster:
 
     def _spawn(self, name: str, args: list[str], hide: str | None = None) -> tuple[subprocess.Popen, Path]:
         log = Path(self.temp) / f"{name}.out"
-        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address=127.0.0.1",
-               "--disable-usage-stats", "--object-store-memory=80000000",
-               f"--dashboard-agent-listen-port={free_port()}", *args]
+        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
+               "--object-store-memory=80000000", f"--dashboard-agent-listen-port={free_port()}", *args]
         cmd = _hidden(hide, cmd) if hide else cmd
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.temp)

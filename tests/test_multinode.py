@@ -148,3 +148,16 @@ def test_resource_note_names_what_no_node_has():
     note = resource_note(nodes, cpu=1, gpu=1)  # the GPU node is dead: the trials would wait forever
     assert note.startswith("warning: no node of the cluster can host a trial") and "0 CPU/0 GPU, 8 CPU/0 GPU" in note
     assert resource_note(nodes, cpu=16, gpu=0) is not None
+
+
+@pytest.mark.slow
+def test_real_core_smoke_sweep_runs_on_both_nodes(cluster, tmp_path):
+    """sweeps/smoke.yaml on the real core through the CLI: its two trials run at once, one per worker node."""
+    storage = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "diad.sweep.cli", "launch", str(ROOT / "sweeps" / "smoke.yaml"), "--storage",
+           str(storage), "--address", cluster.address, "--no-dashboard"]
+    res = _driver(cmd, cluster.env, timeout=900)
+    assert '"errored": 0' in res.stdout, res.stdout[-2000:]
+    df = pd.read_parquet(storage / "results" / "sweep_id=smoke")
+    _one_row_set_per_point(df, 2, {"brick", "mean"})
+    assert df["node_id"].nunique() == 2 and df["image_auroc"].between(0, 1).all()
