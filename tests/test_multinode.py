@@ -88,6 +88,7 @@ def _one_row_set_per_point(df: pd.DataFrame, n_points: int, categories: set) -> 
     assert all(set(g) == categories for _, g in df.groupby("run_key")["category"])  # no lost rows
 
 
+@pytest.mark.slow  # a 3-node cluster: ~1 min to start and stop on this 2-core machine under load
 def test_fake_sweep_runs_on_both_worker_nodes(cluster, tmp_path):
     spec, storage = _spec(tmp_path), tmp_path / "runs"
     t0 = time.time()
@@ -107,6 +108,7 @@ def test_fake_sweep_runs_on_both_worker_nodes(cluster, tmp_path):
           f"driver {time.time() - t0:.1f} s")
 
 
+@pytest.mark.slow
 def test_storage_one_node_does_not_share_is_refused_before_any_trial(cluster, tmp_path):
     if cluster.hidden is None:
         pytest.skip("needs root to give one node its own mount namespace (unshare -m)")
@@ -118,6 +120,7 @@ def test_storage_one_node_does_not_share_is_refused_before_any_trial(cluster, tm
     assert not (storage / "results").exists() and not list(storage.glob(".diad-shared-probe-*"))
 
 
+@pytest.mark.slow
 def test_wrong_token_is_one_line_naming_where_the_token_goes(cluster, tmp_path):
     wrong = tmp_path / "other_token"
     wrong.write_text("f" * 32)
@@ -161,3 +164,17 @@ def test_real_core_smoke_sweep_runs_on_both_nodes(cluster, tmp_path):
     df = pd.read_parquet(storage / "results" / "sweep_id=smoke")
     _one_row_set_per_point(df, 2, {"brick", "mean"})
     assert df["node_id"].nunique() == 2 and df["image_auroc"].between(0, 1).all()
+
+
+def test_probe_and_node_columns_on_the_session_ray(ray_session, tmp_path):
+    """The cheap halves of the above on one local node: the probe passes and cleans up; a task names its node."""
+    import ray
+
+    from diad.sweep.cluster_checks import check_shared_paths
+    from diad.sweep.node import node_columns
+
+    check_shared_paths({"--storage": str(tmp_path), "--cache-dir": "s3://bucket/cache"})  # URIs are not probed
+    assert list(tmp_path.iterdir()) == []
+    where = ray.get(ray.remote(num_cpus=0)(node_columns).remote())
+    assert where["node_id"] == ray.get_runtime_context().get_node_id()
+    assert where["node_ip"] == ray.nodes()[0]["NodeManagerAddress"] and where["hostname"] == socket.gethostname()
