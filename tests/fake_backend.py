@@ -86,7 +86,11 @@ class FakeBackend:
     def train(self, run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None) -> TrainResult:
         return _train(run_cfg, out_dir, on_checkpoint)
 
-    def evaluate(self, checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path) -> EvalResult:
+    def evaluate(self, checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path, on_progress=None) -> EvalResult:
+        for stage, total in (("reconstruct", 8), ("score", 8), ("metrics", 1), ("diagnostics", 1)):
+            for done in range(total + 1):  # the events the real core sends
+                if on_progress:
+                    on_progress(stage, done, total)
         return _evaluate(self.recon_key(checkpoint_dir, run_cfg), run_cfg, cache_dir)
 
 
@@ -107,7 +111,7 @@ def _train(run_cfg: RunConfig, out_dir: Path, on_checkpoint=None) -> TrainResult
             ckpt.mkdir(parents=True, exist_ok=True)
             state.write_text(json.dumps({"step": step}))
             if on_checkpoint:
-                on_checkpoint(step, ckpt, {"loss": 1.0 / step})
+                on_checkpoint(step, ckpt, {"loss": 1.0 / step, "total_steps": cfg.steps})
         marker = Path(out_dir) / "killed-once"
         if cfg.kill_at_step == step and not marker.exists():
             marker.write_text("x")

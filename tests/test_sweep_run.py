@@ -122,5 +122,5 @@ def test_status_and_ls_commands(fake_sweep):
     runner.launch(spec, storage=storage, dashboard=False, backend=FAKE)
     out = CliRunner().invoke(main, ["ls", "--storage", storage]).output
     assert out.splitlines()[1].split() == ["fake", "2", "0", "0", "2"]
-    out = CliRunner().invoke(main, ["status", "fake", "--storage", storage]).output
+    out = CliRunner().invoke(main, ["status", "fake", "--storage", storage, "--json"]).output
     assert '"ok": 2' in out and '"resumable": true' in out

@@ -14,7 +14,7 @@ from diad.data.checks import check_test_split
 from diad.errors import DiadError
 from diad.metrics import PRO_DEFINITION, evaluate_by_category
 from diad.pipeline.device import resolve_device, set_threads_and_seed
-from diad.pipeline.records import EvalResult
+from diad.pipeline.records import EvalProgress, EvalResult
 from diad.pipeline.reconstruction import reconstruct_split
 from diad.pipeline.trained import load_run_config_of, load_trained, resolve_checkpoint
 from diad.preflight import check_eval_settings
@@ -22,16 +22,23 @@ from diad.scoring import anomaly_maps, image_scores, load_backbone
 from diad.train.batches import DecodedSplit, to_float
 
 
-def score_split(split: DecodedSplit, recons: torch.Tensor, eval_cfg: EvalConfig,
-                device: torch.device) -> tuple[np.ndarray, np.ndarray, str]:
-    """(maps (N,H,W) float32, image scores (N,), backbone weights source) for a split and its reconstructions."""
+def score_split(split: DecodedSplit, recons: torch.Tensor, eval_cfg: EvalConfig, device: torch.device,
+                on_progress: EvalProgress | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(maps (N,H,W) float32, image scores (N,), backbone weights source) for a split and its reconstructions.
+
+    `on_progress("score", done, total)` before the first batch and after each.
+    """
     extractor = load_backbone(eval_cfg.backbone, eval_cfg.backbone_weights, eval_cfg.layers,
                               allow_random=eval_cfg.allow_random_backbone).to(device)
     maps = []
+    if on_progress is not None:
+        on_progress("score", 0, len(recons))
     for i in range(0, len(recons), eval_cfg.batch_size):
         x = to_float(split.images[i:i + eval_cfg.batch_size], device)
         r = to_float(recons[i:i + eval_cfg.batch_size], device)
         maps.append(anomaly_maps(extractor, x, r, sigma=eval_cfg.sigma).float().cpu())
+        if on_progress is not None:
+            on_progress("score", min(i + eval_cfg.batch_size, len(recons)), len(recons))
     maps_t = torch.cat(maps)
     scores = image_scores(maps_t, eval_cfg.score_rule, k=eval_cfg.topk)
     return maps_t.numpy(), scores.numpy(), extractor.weights_source
@@ -64,8 +71,13 @@ def diagnose_checkpoint(checkpoint_dir: str | Path, data_cfg: DataConfig | None 
 
 
 def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eval_cfg: EvalConfig | None = None,
-             cache_dir: str | Path | None = None, progress: bool = False) -> EvalResult:
-    """Metrics on the TEST split per category and their mean; data/eval default to the checkpoint's config."""
+             cache_dir: str | Path | None = None, progress: bool = False,
+             on_progress: EvalProgress | None = None) -> EvalResult:
+    """Metrics on the TEST split per category and their mean; data/eval default to the checkpoint's config.
+
+    `on_progress(stage, done, total)` is called as each stage (records.EVAL_STAGES) advances.
+    """
+    report = on_progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     checkpoint_dir = resolve_checkpoint(checkpoint_dir)
     run_cfg = load_run_config_of(checkpoint_dir)
@@ -78,8 +90,9 @@ def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eva
     set_threads_and_seed(eval_cfg.num_threads, eval_cfg.recon.seed)
     device = resolve_device(eval_cfg.device)
     split, recons, cached = reconstruct_split(checkpoint_dir, data_cfg, eval_cfg.recon, cache_dir,
-                                              eval_cfg.batch_size, eval_cfg.device, progress)
-    maps, scores, weights_source = score_split(split, recons, eval_cfg, device)
+                                              eval_cfg.batch_size, eval_cfg.device, progress, on_progress)
+    maps, scores, weights_source = score_split(split, recons, eval_cfg, device, on_progress)
+    report("metrics", 0, 1)
     notes = dict(split.pixel_notes)
     pixel = len(notes) < len(set(split.categories))  # some category has complete masks
     per_category = evaluate_by_category(split.categories, split.labels, scores,
@@ -89,7 +102,9 @@ def evaluate(checkpoint_dir: str | Path, data_cfg: DataConfig | None = None, eva
         notes["mean"] = f"pixel metrics NaN: no complete masks in {', '.join(sorted(notes))}"
     n_images = {c: split.categories.count(c) for c in sorted(set(split.categories))}
     n_images["mean"] = len(split)
+    report("diagnostics", 0, 1)
     diagnostics = run_diagnostics(checkpoint_dir, split, recons, eval_cfg, device)
+    report("diagnostics", 1, 1)
     wall = time.perf_counter() - t0
     protocol = {"resolution": data_cfg.image_size, "mask_rule": MASK_RULE, "score_rule": eval_cfg.score_rule,
                 "pro_definition": PRO_DEFINITION}

@@ -23,6 +23,7 @@ from diad.integrity import clean_stale_temps, ensure_writable_dir
 from diad.io import cache_root
 from diad.models.ddim import reconstruct
 from diad.pipeline.device import resolve_device
+from diad.pipeline.records import EvalProgress
 from diad.pipeline.trained import load_trained, resolve_checkpoint
 from diad.train.batches import DecodedSplit, decode_split, generator, to_float
 
@@ -40,8 +41,14 @@ def recon_key(checkpoint_dir: str | Path, data_cfg: DataConfig, recon: ReconConf
 
 @torch.no_grad()
 def reconstruct_images(model, images: torch.Tensor, keys: list[str], recon: ReconConfig, batch_size: int,
-                       device: torch.device, progress: bool = False) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> reconstructions as uint8 (quantised like the inputs, so cached == fresh)."""
+                       device: torch.device, progress: bool = False,
+                       on_progress: EvalProgress | None = None) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> reconstructions as uint8 (quantised like the inputs, so cached == fresh).
+
+    `on_progress("reconstruct", done, total)` before the first batch and after each (the sweep layer shows it).
+    """
+    if on_progress is not None:
+        on_progress("reconstruct", 0, len(images))
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="reconstruct", file=sys.stderr,
                       disable=not progress, leave=False):
@@ -51,6 +58,8 @@ def reconstruct_images(model, images: torch.Tensor, keys: list[str], recon: Reco
         gens = [generator(recon.seed, "recon", key) for key in keys[start:start + batch_size]]
         rec = reconstruct(model, x, generator=gens, **recon.model_dump(exclude={"seed"}))  # seed: in the generators
         out.append((rec.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu())
+        if on_progress is not None:
+            on_progress("reconstruct", min(start + batch_size, len(images)), len(images))
     return torch.cat(out)
 
 
@@ -61,10 +70,11 @@ def image_keys(split: DecodedSplit) -> list[str]:
 
 def reconstruct_split(checkpoint_dir: str | Path, data_cfg: DataConfig, recon: ReconConfig,
                       cache_dir: str | Path | None = None, batch_size: int = 8, device: str = "auto",
-                      progress: bool = False) -> tuple[DecodedSplit, torch.Tensor, bool]:
+                      progress: bool = False, on_progress: EvalProgress | None = None,
+                      ) -> tuple[DecodedSplit, torch.Tensor, bool]:
     """(decoded test split, reconstructions uint8 (N,3,H,W), cache hit) for a checkpoint.
 
-    Cached under cache_dir/recon/<recon_key>.
+    Cached under cache_dir/recon/<recon_key>. `on_progress`: see reconstruct_images (a cache hit reports n of n).
     """
     checkpoint_dir = resolve_checkpoint(checkpoint_dir)
     samples = load_samples(data_cfg, "test")
@@ -75,11 +85,13 @@ def reconstruct_split(checkpoint_dir: str | Path, data_cfg: DataConfig, recon: R
     path = Path(cache_dir if cache_dir is not None else cache_root()) / "recon" / json_hash(inputs)
     recons = recon_cache.load_cached(path, inputs, split.paths)
     if recons is not None:
+        if on_progress is not None:
+            on_progress("reconstruct", len(recons), len(recons))
         return split, recons, True
     ensure_writable_dir(path.parent, "reconstruction cache")  # before minutes of reconstruction, not after
     dev = resolve_device(device)
     model, _ = load_trained(checkpoint_dir, dev)
-    recons = reconstruct_images(model, split.images, image_keys(split), recon, batch_size, dev, progress)
+    recons = reconstruct_images(model, split.images, image_keys(split), recon, batch_size, dev, progress, on_progress)
     clean_stale_temps(path.parent)
     recon_cache.save_cached(path, inputs, split.paths, recons)
     return split, recons, False

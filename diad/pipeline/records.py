@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+# evaluate()'s progress callback: (stage, done, total), stage one of EVAL_STAGES; e.g. ("reconstruct", 16, 80)
+EvalProgress = Callable[[str, int, int], None]
+EVAL_STAGES = ("reconstruct", "score", "metrics", "diagnostics")
 
 
 @dataclass(frozen=True)

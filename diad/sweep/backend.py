@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 from pydantic import BaseModel
 
-from diad.pipeline.records import EvalResult, TrainResult
+from diad.pipeline.records import EvalProgress, EvalResult, TrainResult
 
 OnCheckpoint = Callable[[int, Path, dict], None]
 
@@ -40,8 +40,9 @@ class Backend(Protocol):
     def recon_key(self, checkpoint_dir: Path, run_cfg: BaseModel) -> str:
         """The key of this evaluation's reconstructions (trials with equal keys compute them once)."""
 
-    def evaluate(self, checkpoint_dir: Path, run_cfg: BaseModel, cache_dir: Path) -> EvalResult:
-        """Metrics per category and their mean."""
+    def evaluate(self, checkpoint_dir: Path, run_cfg: BaseModel, cache_dir: Path,
+                 on_progress: EvalProgress | None = None) -> EvalResult:
+        """Metrics per category and their mean; on_progress(stage, done, total) as evaluation advances."""
 
 
 class DiadBackend:
@@ -82,10 +83,11 @@ class DiadBackend:
 
         return recon_key(checkpoint_dir, run_cfg.data, run_cfg.eval.recon)
 
-    def evaluate(self, checkpoint_dir: Path, run_cfg, cache_dir: Path) -> EvalResult:
+    def evaluate(self, checkpoint_dir: Path, run_cfg, cache_dir: Path,
+                 on_progress: EvalProgress | None = None) -> EvalResult:
         from diad.pipeline import evaluate
 
-        return evaluate(checkpoint_dir, run_cfg.data, run_cfg.eval, cache_dir=cache_dir)
+        return evaluate(checkpoint_dir, run_cfg.data, run_cfg.eval, cache_dir=cache_dir, on_progress=on_progress)
 
 
 def backend_path(backend: Backend) -> str:

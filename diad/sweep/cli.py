@@ -42,9 +42,13 @@ def _run(fn, *args, **kwargs):
 
 def _print_summary(summary: dict) -> None:
     """The summary as JSON; then one line per failed trial, and exit 1 when any failed."""
+    from diad.sweep.live import next_steps
+
     summary.pop("errors", [])
     failed = summary.pop("failed_trials", [])
     click.echo(json.dumps(summary, indent=1, default=str))
+    for line in next_steps(summary["sweep_id"], summary["storage"]):
+        click.echo(line)
     for f in failed:
         click.echo(f"trial failed: {f['trial']}: {f['error']}", err=True)
     if failed:
@@ -121,11 +125,19 @@ def resume(run, storage, address, dashboard_host, no_dashboard, num_cpus):
 @main.command()
 @click.argument("run")
 @_storage
-def status(run, storage):
-    """Finished, failed and pending runs of sweep RUN, and its cached trainings."""
-    from diad.sweep import runner
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts: the counts plus one record per trial.")
+def status(run, storage, as_json):
+    """Trials of sweep RUN by state (running, queued, done, failed) with step, loss, ETA and error; its result
+    counts and cached trainings. Reads files only: works without Ray, while the sweep runs or after."""
+    from diad.sweep import runner, trialstate
 
-    click.echo(json.dumps(_run(runner.sweep_status, run, storage=storage), indent=1))
+    summary = _run(runner.sweep_status, run, storage=storage)
+    trials = _run(trialstate.trials, run, storage)
+    if as_json:
+        out = summary | {"trials": trials, "eta_s": trialstate.sweep_eta(trials)}
+        click.echo(json.dumps(out, indent=1, default=str))
+    else:
+        click.echo("\n".join(trialstate.lines(summary, trials)))
 
 
 @main.command(name="ls")

@@ -3,6 +3,8 @@
     <storage>/<sweep_id>/sweep.json                        the resolved spec, backend, cache dir, Tune experiment
     <storage>/<a>+<b>/group.json                           several specs launched as one Tune experiment (group.py)
     <storage>/cache/                                       trained checkpoints, reconstructions: every sweep's (local storage)
+    <storage>/<experiment>/<trial>_<trial_id>/            Ray Tune's trial dirs (TensorBoard event files, result.json)
+    <storage>/<sweep_id>/live/<trial>.json                 each trial's state, step, loss, ETA (`diad-sweep status`)
     <storage>/results/sweep_id=<sweep_id>/<run_key>.parquet  one result file per run
 """
 
@@ -33,6 +35,11 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
 def results_dir(storage: str, sweep_id: str) -> str:
     """Where one sweep's result files live: <storage>/results/sweep_id=<id>."""
     return f"{storage.rstrip('/')}/results/sweep_id={sweep_id}"
+
+
+def live_dir(storage: str, sweep_id: str) -> str:
+    """Where the driver keeps one small status JSON per trial (diad.sweep.trialstate), readable without Ray."""
+    return f"{storage.rstrip('/')}/{sweep_id}/live"
 
 
 def read_meta(storage: str, sweep_id: str) -> dict:

@@ -17,14 +17,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from diad.errors import DiadError
 from diad.integrity import ensure_writable_dir
-from diad.sweep import group, results
+from diad.sweep import group, live, results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
 from diad.sweep.cluster_checks import check_cluster, join
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct
 from diad.sweep.spec import Distribution, SweepSpec
-from diad.sweep.token import ensure_private_token, keep_token_private
+from diad.sweep.token import dashboard_note, ensure_private_token, keep_token_private
 from diad.sweep.trainable import DONE_FILE, SweepContext, run_trial
 
 
@@ -90,12 +90,8 @@ def _tune_config(spec: SweepSpec) -> tune.TuneConfig:
     return tune.TuneConfig(**kwargs)
 
 
-def _trial_name(trial) -> str:
-    return trial.config.get("point", {}).get("label") or trial.trial_id
-
-
-def _trial_dirname(trial) -> str:
-    return trial.trial_id
+_trial_name = live.trial_label  # "diad seed=0": progress lines, status, TensorBoard runs
+_trial_dirname = live.trial_dirname  # "diad_seed=0_<trial id>": Tune's trial dir, so TensorBoard's run name
 
 
 class Progress(tune.Callback):
@@ -103,6 +99,7 @@ class Progress(tune.Callback):
 
     def __init__(self, total: int | None):
         self.total, self.start, self.done, self.failed = total, time.time(), 0, 0
+        self.eval_lines = live.EvalLines()
 
     def _line(self, trials, text: str) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
@@ -115,6 +112,8 @@ class Progress(tune.Callback):
         if result.get("phase") == "train":
             loss = result.get("train_loss", float("nan"))
             self._line(trials, f"{_trial_name(trial)}: training step {result.get('step')} loss {loss:.4g}")
+        elif result.get("phase") == "eval" and (text := self.eval_lines.text(trial.trial_id, result)):
+            self._line(trials, f"{_trial_name(trial)}: {text}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         res = trial.last_result or {}
@@ -165,13 +164,9 @@ def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus:
     keep_token_private()
     url = getattr(info, "dashboard_url", None)
     if dashboard and url:
-        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
-        if os.environ.get("RAY_AUTH_MODE", "token") != "disabled":
-            note = f"token authentication on: paste the token from {token} or `ray get-auth-token`"
-        else:
-            note = "token authentication DISABLED by RAY_AUTH_MODE=disabled"
         port = url.rsplit(":", 1)[-1]
-        print(f"Ray dashboard: http://{url}  ({note}; remote: ssh -L {port}:localhost:{port} this-host)", flush=True)
+        print(f"Ray dashboard: http://{url}  ({dashboard_note()}; remote: ssh -L {port}:localhost:{port} this-host)",
+              flush=True)
 
 
 def _context(spec: SweepSpec, storage: str, cache_dir: str, backend: Backend) -> SweepContext:
@@ -182,7 +177,7 @@ def _context(spec: SweepSpec, storage: str, cache_dir: str, backend: Backend) ->
 
 def _trainable(ctx: SweepContext, spec: SweepSpec):
     res = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), res)
+    return live.named_trainable(tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), res))
 
 
 def _run_config(spec: SweepSpec, storage: str, total: int | None, verbose: int) -> tune.RunConfig:
@@ -190,7 +185,7 @@ def _run_config(spec: SweepSpec, storage: str, total: int | None, verbose: int) 
         storage_path=storage, name=spec.name, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[Progress(total)],
+        callbacks=[Progress(total), *live.callbacks(storage, spec.name)],
     )
 
 
@@ -224,6 +219,9 @@ def launch(spec_paths: str | list[str], overrides: list[str] | None = None, stor
                "trainings": n_train} | ({"sweeps": [m.name for m in members]} if len(members) > 1 else {})
     if all(m.is_grid for m in members) and not pending:
         return summary | {"ran": 0, "wall_s": 0.0}
+    for m in members:  # `diad-sweep status` lists every pending point at once
+        if m.is_grid:
+            live.write_queued(storage, m.name, m.pending, read_meta(storage, m.name)["created"])
     connect(address, dashboard, dashboard_host, num_cpus)
     if address:  # other nodes: local paths must be shared, and some node must fit a trial
         check_cluster({"--storage": storage, "--cache-dir": cache}, [m.spec.resources for m in members])
@@ -250,7 +248,7 @@ def _new_tuner(members: list[group.Member], contexts: dict[str, SweepContext], e
         return tune.Tuner(_trainable(contexts[m.name], m.spec), param_space=param_space(m.spec, m.pending),
                           tune_config=_tune_config(m.spec), run_config=_run_config(m.spec, storage, total, verbose))
     settings = group.tune_settings([m.spec for m in members], experiment)
-    return tune.Tuner(group.trainable(contexts, {m.name: m.spec for m in members}),
+    return tune.Tuner(live.named_trainable(group.trainable(contexts, {m.name: m.spec for m in members})),
                       param_space=group.param_space(members), tune_config=_tune_config(settings),
                       run_config=_run_config(settings, storage, sum(len(m.pending) for m in members), verbose))
 
@@ -315,7 +313,7 @@ def resume(name: str, storage: str | None = None, address: str | None = None, da
         check_cluster({"--storage": storage, "--cache-dir": exp.cache_dir}, [s.resources for s in exp.specs.values()])
     contexts = {n: _context(spec, storage, exp.cache_dir, backend) for n, spec in exp.specs.items()}
     if exp.is_group:
-        trainable = group.trainable(contexts, exp.specs)
+        trainable = live.named_trainable(group.trainable(contexts, exp.specs))
     else:
         trainable = _trainable(contexts[exp.name], exp.specs[exp.name])
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)

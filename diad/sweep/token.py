@@ -7,6 +7,8 @@ is all a local user needs to run code on the cluster.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 
@@ -42,3 +44,18 @@ def keep_token_private() -> None:
     path = token_path()
     if path.is_file() and path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)
+
+
+def dashboard_note() -> str:
+    """How to log in to the dashboard, as commands that work from the README's set-up (no activated venv).
+
+    `ray` lives beside this Python (.venv/bin), which is usually not on PATH: name it by its absolute path.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
+        return "token authentication DISABLED by RAY_AUTH_MODE=disabled"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "token authentication on: paste the token in $RAY_AUTH_TOKEN"
+    ray_cli = Path(sys.executable).parent / "ray"  # not resolved: a venv's python links out of the venv
+    command = shlex.quote(str(ray_cli)) if ray_cli.exists() else "ray"
+    path = shlex.quote(str(token_path()))
+    return f"token authentication on: paste the token in {path} (`cat {path}` or `{command} get-auth-token`)"

@@ -24,9 +24,10 @@ from ray import tune
 from diad.hashing import json_hash
 from diad.io import atomic_write_text
 from diad.overrides import flatten
-from diad.schema import MEAN_CATEGORY, METRICS, PROTOCOL_KEYS
+from diad.schema import DIAGNOSTICS, MEAN_CATEGORY, METRICS, PROTOCOL_KEYS
 from diad.sweep import results
 from diad.sweep.backend import Backend, DiadBackend
+from diad.sweep.live import EvalEvents, prepare_worker
 from diad.sweep.node import node_columns
 from diad.sweep.plan import run_keys, validate_run
 
@@ -125,7 +126,8 @@ class _Reporter:
     """Every report carries the same keys (NaN until known): searchers and schedulers read them on each result."""
 
     def __init__(self) -> None:
-        self.last: dict[str, Any] = {"train_loss": float("nan"), **{m: float("nan") for m in METRICS}}
+        self.last: dict[str, Any] = {"train_loss": float("nan"), "step": None,
+                                     **{m: float("nan") for m in (*METRICS, *DIAGNOSTICS)}}
 
     def on_checkpoint(self, out_dir: Path):
         """on_checkpoint callback for the core: hand each training checkpoint to Tune (a retry resumes from it)."""
@@ -134,15 +136,19 @@ class _Reporter:
             ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
             ckpt.set_metadata({"rel": os.path.relpath(checkpoint_dir, out_dir)})
             numeric = {f"train_{k}": float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
-            self.last.update(numeric)
-            tune.report({**self.last, "phase": "train", "step": int(step)}, checkpoint=ckpt)
+            self.last.update(numeric, step=int(step))
+            tune.report({**self.last, "phase": "train"}, checkpoint=ckpt)
 
         return callback
 
+    def on_eval(self) -> EvalEvents:
+        """on_progress callback for the core's evaluate: a few phase "eval" reports (stage, done, total)."""
+        return EvalEvents(lambda event: tune.report({**self.last, **event}))
+
     def final(self, rows: list[dict], **extra: Any) -> None:
-        """The last report: the "mean" row's metrics and the trial's status."""
+        """The last report: the "mean" row's metrics and diagnostics, and the trial's status."""
         mean = next((r for r in rows if r["category"] == MEAN_CATEGORY), rows[0])
-        self.last.update({m: mean[m] for m in METRICS})
+        self.last.update({m: mean.get(m) for m in (*METRICS, *DIAGNOSTICS)})
         tune.report({**self.last, "phase": "done", "status": mean["status"], "run_key": mean["run_key"],
                      "error": mean.get("error"), **extra})
 
@@ -185,16 +191,17 @@ def train_cached(backend: Backend, run_cfg, train_hash: str, cache_dir: Path, re
     return record, False
 
 
-def evaluate_locked(backend: Backend, checkpoint_dir: Path, run_cfg, cache_dir: Path):
+def evaluate_locked(backend: Backend, checkpoint_dir: Path, run_cfg, cache_dir: Path, on_progress=None):
     """Evaluate under a lock on the reconstruction key, so equal reconstructions are computed once."""
     lock = cache_dir / "locks" / f"recon-{backend.recon_key(checkpoint_dir, run_cfg)}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with _waiting_lock(lock, "reconstructions of the same checkpoint and reconstruction settings"):
-        return backend.evaluate(checkpoint_dir, run_cfg, cache_dir)
+        return backend.evaluate(checkpoint_dir, run_cfg, cache_dir, on_progress=on_progress)
 
 
 def run_trial(config: dict, ctx: SweepContext) -> None:
     """Tune function trainable: train (cached), evaluate, write this trial's Parquet, report the mean metrics."""
+    prepare_worker(tune.get_context().get_trial_name())
     _limit_threads(ctx.cpus)
     backend = ctx.backend or DiadBackend()
     _reset_peak_mem()
@@ -235,8 +242,9 @@ def _train_and_evaluate(backend: Backend, run_cfg, keys: dict, ctx: SweepContext
     try:
         train, cached = train_cached(backend, run_cfg, keys["train_hash"], cache_dir, reporter)
         info.update(train_wall_s=train["wall_s"], train_images_per_s=train["images_per_s"], train_cached=cached)
+        reporter.last["step"] = reporter.last["step"] or train["steps"]  # a reused training reported no steps
         checkpoint_dir = cache_dir / "train" / keys["train_hash"] / train["checkpoint_rel"]
-        ev = evaluate_locked(backend, checkpoint_dir, run_cfg, cache_dir)
+        ev = evaluate_locked(backend, checkpoint_dir, run_cfg, cache_dir, reporter.on_eval())
     except Exception as exc:
         traceback.print_exc()
         info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())

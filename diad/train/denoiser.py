@@ -195,8 +195,8 @@ def train_denoiser(cfg: RunConfig, model, train_x: torch.Tensor, val_x: torch.Te
                                             step + 1, opt, metrics)
             _prune(root, t.keep_last)
             window = []
-            if on_checkpoint is not None:
-                on_checkpoint(step + 1, last_dir, metrics)
+            if on_checkpoint is not None:  # the total too, so a sweep can show "step 120/300" and an ETA
+                on_checkpoint(step + 1, last_dir, {**metrics, "total_steps": total})
     bar.close()
     wall = time.perf_counter() - t0
     final = ckpt.read_state(last_dir)["metrics"]
