@@ -47,7 +47,7 @@ def test_train_result_and_checkpoint_callbacks(trained):
     assert not result.ae_cached and result.wall_s > 0 and result.peak_mem_mb > 0
     assert math.isfinite(result.final_loss) and math.isfinite(result.val_loss)
     assert [s[:2] for s in seen] == [(1, "step-00000001"), (2, "step-00000002")]
-    assert {"loss", "val_loss", "images_per_s"} <= set(seen[0][2])
+    assert {"loss", "val_loss", "images_per_s", "total_steps"} <= set(seen[0][2])
     model, loaded_cfg = pipeline.load_trained(result.checkpoint_dir)
     assert loaded_cfg == cfg and not model.training
     assert float(model.latent_scale) != 1.0  # estimated from the autoencoder trained from scratch
@@ -64,8 +64,13 @@ def test_second_training_reuses_the_autoencoder_and_a_finished_run(trained):
 
 def test_evaluate_metrics_and_reconstruction_cache(trained):
     cfg, result, tmp, _ = trained
-    first = pipeline.evaluate(result.checkpoint_dir, cache_dir=tmp / "cache")
+    events = []
+    first = pipeline.evaluate(result.checkpoint_dir, cache_dir=tmp / "cache",
+                              on_progress=lambda *event: events.append(event))
     assert not first.recon_cached
+    # eval batch 3 of 8 images: each stage starts at 0 and counts to its total (what a sweep's status shows)
+    assert events == [("reconstruct", n, 8) for n in (0, 3, 6, 8)] + [("score", n, 8) for n in (0, 3, 6, 8)] + [
+        ("metrics", 0, 1), ("diagnostics", 0, 1), ("diagnostics", 1, 1)]
     assert set(first.per_category) == {"brick", "elpv_mono", "mean"}
     assert first.n_images == {"brick": 4, "elpv_mono": 4, "mean": 8}
     for metrics in first.per_category.values():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diad.sweep import live, runner, trialstate
+from diad.sweep import board, live, runner, trialstate
 from fake_backend import FakeBackend
 
 SPEC = """\
@@ -145,12 +145,12 @@ def test_status_table_orders_states_and_estimates(tmp_path):
 
 def test_board_scalars_and_eval_events():
     train = {"phase": "train", "step": 40, "train_loss": 0.5, "train_val_loss": float("nan"), "train_total_steps": 300}
-    assert list(live.board_scalars(train, None)) == [("train/loss", 0.5, 40)]
+    assert list(board.board_scalars(train, None)) == [("train/loss", 0.5, 40)]
     ev = {"phase": "eval", "eval_progress_pct": 25.0, "time_total_s": 130.4}
-    assert list(live.board_scalars(ev, 100.0)) == [("eval/progress_pct", 25.0, 30)]
+    assert list(board.board_scalars(ev, 100.0)) == [("eval/progress_pct", 25.0, 30)]
     done = {"phase": "done", "step": 300, "image_auroc": 0.7, "pixel_aupro": float("nan"),
             "diag_sg_influence_t999": 0.02}
-    assert list(live.board_scalars(done, None)) == [("metrics/image_auroc", 0.7, 300),
+    assert list(board.board_scalars(done, None)) == [("metrics/image_auroc", 0.7, 300),
                                                     ("diagnostics/sg_influence_t999", 0.02, 300)]
     sent = []
     events = live.EvalEvents(sent.append, every_s=3600)

@@ -1,8 +1,7 @@
-"""Following a sweep while it runs: TensorBoard runs, per-trial status records, evaluation events, quiet logs.
+"""Following a sweep while it runs: trial names, per-trial status records, evaluation events, quiet logs.
 
-- `TrialBoard`: Ray Tune's own TensorBoard logger (TBXLoggerCallback), writing the scalars a user wants (train
-  loss per step, evaluation progress, final metrics and SG-influence diagnostics) into each trial's directory;
-  the directories are named by the trial's arm and seed (`trial_dirname`), so TensorBoard's run names are too.
+- `trial_label`, `trial_dirname`: a trial is named by its arm and grid values ("diad seed=0") in progress lines,
+  status and (through its directory name) TensorBoard's run list (diad.sweep.board writes the events).
 - `LiveStatus`: the driver's record of every trial (diad.sweep.trialstate) for `diad-sweep status`.
 - `EvalEvents`: the core's evaluation progress callback turned into a few Tune reports (phase "eval").
 - `prepare_worker`, `named_trainable`: trial names in worker output and the dashboard, less per-checkpoint noise.
@@ -18,15 +17,14 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from ray import tune
-from ray.tune.logger import TBXLoggerCallback
 from ray.tune.trainable.function_trainable import wrap_function
 
 from diad.hashing import json_hash
 from diad.pipeline.records import EVAL_STAGES
-from diad.schema import DIAGNOSTICS, METRICS
+from diad.schema import METRICS
 from diad.sweep import trialstate
 from diad.sweep.layout import read_meta, storage_root
 
@@ -75,7 +73,8 @@ def trial_dirname(trial) -> str:
     return f"{slug}_{trial.trial_id}" if slug and slug != trial.trial_id else trial.trial_id
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
+    """A real number that is not NaN or inf (bools are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -127,74 +126,6 @@ def eval_text(result: dict) -> str:
     """"reconstruct 16/80 images", or the stage alone for one-shot stages (metrics, diagnostics)."""
     done, total = result.get("eval_done"), result.get("eval_total")
     return f"{result.get('eval_stage')} {done}/{total} images" if (total or 0) > 1 else str(result.get("eval_stage"))
-
-
-# --- TensorBoard ----------------------------------------------------------------------------------------------
-
-def board_scalars(result: dict, eval_start_s: float | None) -> Iterator[tuple[str, float, int]]:
-    """(tag, value, global step) for one Tune result: train/* per training step, eval/progress_pct per second of
-    evaluation, metrics/* and diagnostics/* once at the end (at the final training step)."""
-    phase, step = result.get("phase"), int(result.get("step") or 0)
-    if phase == "train":
-        for key, value in result.items():
-            if key.startswith("train_") and key != "train_total_steps" and _finite(value):
-                yield f"train/{key[len('train_'):]}", float(value), step
-    elif phase == "eval" and _finite(result.get("eval_progress_pct")):
-        seconds = float(result.get("time_total_s") or 0.0) - (eval_start_s or 0.0)
-        yield "eval/progress_pct", float(result["eval_progress_pct"]), max(int(round(seconds)), 0)
-    elif phase == "done":
-        for m in METRICS:
-            if _finite(result.get(m)):
-                yield f"metrics/{m}", float(result[m]), step
-        for d in DIAGNOSTICS:
-            if _finite(result.get(d)):
-                yield f"diagnostics/{d.removeprefix('diag_')}", float(result[d]), step
-
-
-def hparams_of(trial) -> dict:
-    """The trial's arm and grid values for TensorBoard's HPARAMS table (scalars only; lists as text)."""
-    point = trial.config.get("point", {})
-    out = {"trial": trial_label(trial), "arm": point.get("arm") or ""}
-    for key, value in {**point.get("set", {}), **trial.config.get("sample", {})}.items():
-        if value is not None:
-            out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
-
-
-class TrialBoard(TBXLoggerCallback):
-    """TBXLoggerCallback with our tags (not every numeric result key under ray/tune/) and an HPARAMS table.
-
-    Writers live in each trial's driver-side dir; Tune syncs them to <storage>/<sweep>/<trial dir>/.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._eval_start: dict = {}  # trial -> its time_total_s when evaluation began (x axis of eval/progress_pct)
-
-    def log_trial_result(self, iteration, trial, result):
-        if trial not in self._trial_writer:
-            self.log_trial_start(trial)
-        if result.get("phase") == "eval":
-            self._eval_start.setdefault(trial, float(result.get("time_total_s") or 0.0))
-        writer = self._trial_writer[trial]
-        for tag, value, step in board_scalars(result, self._eval_start.get(trial)):
-            writer.add_scalar(tag, value, global_step=step)
-            if result.get("phase") == "done":
-                self._trial_result[trial][tag] = value
-        writer.flush()
-
-    def log_trial_end(self, trial, failed: bool = False):
-        writer = self._trial_writer.pop(trial, None)
-        metrics = self._trial_result.pop(trial, None)
-        self._eval_start.pop(trial, None)
-        if writer is None:
-            return
-        if metrics:
-            from tensorboardX.summary import hparams
-
-            for summary in hparams(hparam_dict=hparams_of(trial), metric_dict=metrics):
-                writer.file_writer.add_summary(summary)
-        writer.close()
 
 
 # --- status records -------------------------------------------------------------------------------------------
@@ -285,9 +216,9 @@ class LiveStatus(tune.Callback):
         rec.update(state="running", phase=phase, host=result.get("hostname"))
         if result.get("step") is not None:
             rec["step"] = int(result["step"])
-        if _finite(result.get("train_total_steps")):
+        if finite(result.get("train_total_steps")):
             rec["steps_total"] = int(result["train_total_steps"])
-        if _finite(result.get("train_loss")):
+        if finite(result.get("train_loss")):
             rec["loss"] = float(result["train_loss"])
         if phase == "train":
             tm["first"] = tm["first"] or (now, rec["step"])
@@ -296,7 +227,7 @@ class LiveStatus(tune.Callback):
             rec.update(eval_stage=result.get("eval_stage"), eval_done=result.get("eval_done"),
                        eval_total=result.get("eval_total"))
         elif phase == "done":
-            rec.update({m: result.get(m) for m in METRICS if _finite(result.get(m))},
+            rec.update({m: result.get(m) for m in METRICS if finite(result.get(m))},
                        status=result.get("status"), error=result.get("error"), skipped=bool(result.get("skipped")))
         rec["eta_s"], rec["eta_excludes_eval"] = self._eta(rec, tm, now)
         self._write(rec)
@@ -333,6 +264,8 @@ class LiveStatus(tune.Callback):
 
 def callbacks(storage: str, sweep_id: str) -> list:
     """The live-following callbacks a sweep's RunConfig carries (status records, TensorBoard)."""
+    from diad.sweep.board import TrialBoard
+
     return [LiveStatus(storage, sweep_id), TrialBoard()]
 
 
