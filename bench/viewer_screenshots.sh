@@ -8,7 +8,7 @@
 #     STORAGE  sweep storage root (default: runs)
 #     OUT      where screenshots and the status text go (default: STORAGE/reports/SWEEP/viewer)
 #
-# Writes OUT/{timeseries,scalars,hparams}.png (1280x900) and OUT/status.txt (`diad-sweep status`), then stops
+# Writes OUT/{timeseries,scalars_train,scalars,hparams}.png (1280x900) and OUT/status.txt (`diad-sweep status`), then stops
 # the TensorBoard it started. Needs `chromium` (Debian: apt-get install -y chromium).
 # Python: $PYTHON, else .venv/bin/python, else python3; tensorboard from that Python's bin dir.
 set -euo pipefail
@@ -40,10 +40,17 @@ for _ in $(seq 120); do  # TensorBoard imports for a while on a busy machine
   sleep 1
 done
 echo "TensorBoard runs: $(curl -sf "http://127.0.0.1:$port/data/runs")"
-for page in timeseries scalars hparams; do
+# TensorBoard's landing page (Time Series: its line charts draw with WebGL, which headless Chromium here does
+# not render, so only axes and the value tables show), the Scalars page filtered to the training curves and
+# evaluation progress (tagFilter, as typed into its filter box), the same unfiltered (groups in alphabetical
+# order: diagnostics/, eval/, metrics/, train/; final values are single dots at the last step) and the HPARAMS
+# table (arm, seed, grid values, headline metrics).
+for shot in "timeseries:#timeseries" "scalars_train:#scalars&tagFilter=train%7Ceval" \
+            "scalars:#scalars" "hparams:#hparams"; do
+  name=${shot%%:*}
   "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --force-device-scale-factor=1 \
-    --window-size=1280,900 --virtual-time-budget=20000 --screenshot="$out/$page.png" \
-    "http://127.0.0.1:$port/#$page" >/dev/null 2>&1
+    --window-size=1280,900 --virtual-time-budget=20000 --screenshot="$out/$name.png" \
+    "http://127.0.0.1:$port/${shot#*:}" >/dev/null 2>&1
 done
 kill "$tb"
 wait "$tb" 2>/dev/null || true

@@ -143,7 +143,7 @@ def test_status_table_orders_states_and_estimates(tmp_path):
     assert "no update for 60.0 min" in trialstate.table(trialstate.current_trials([stale], now), now)[-1]
 
 
-def test_board_scalars_and_eval_events():
+def test_board_scalars_hparams_and_eval_events():
     train = {"phase": "train", "step": 40, "train_loss": 0.5, "train_val_loss": float("nan"), "train_total_steps": 300}
     assert list(board.board_scalars(train, None)) == [("train/loss", 0.5, 40)]
     ev = {"phase": "eval", "eval_progress_pct": 25.0, "time_total_s": 130.4}
@@ -152,6 +152,11 @@ def test_board_scalars_and_eval_events():
             "diag_sg_influence_t999": 0.02}
     assert list(board.board_scalars(done, None)) == [("metrics/image_auroc", 0.7, 300),
                                                     ("diagnostics/sg_influence_t999", 0.02, 300)]
+    from types import SimpleNamespace
+
+    trial = SimpleNamespace(trial_id="t", config={"point": {"label": "diad seed=1", "arm": "diad", "set": {
+        "model.variant": "diad", "train.seed": 1, "eval.seed": 1, "eval.layers": [1, 2]}}})
+    assert board.hparams_of(trial) == {"arm": "diad", "seed": "1", "model.variant": "diad", "eval.layers": "[1, 2]"}
     sent = []
     events = live.EvalEvents(sent.append, every_s=3600)
     for done_n in range(9):

@@ -11,8 +11,9 @@ from typing import Iterator
 
 from ray.tune.logger import TBXLoggerCallback
 
-from diad.schema import DIAGNOSTICS, METRICS
-from diad.sweep.live import finite, trial_label
+from diad.schema import DIAG_TIMESTEPS, DIAGNOSTICS, METRICS
+from diad.sweep.keys import SEED_KEYS
+from diad.sweep.live import finite
 
 
 def board_scalars(result: dict, eval_start_s: float | None) -> Iterator[tuple[str, float, int]]:
@@ -35,14 +36,19 @@ def board_scalars(result: dict, eval_start_s: float | None) -> Iterator[tuple[st
                 yield f"diagnostics/{d.removeprefix('diag_')}", float(result[d]), step
 
 
+# The HPARAMS table's metric columns: the headline numbers (every metric and diagnostic is a scalar tag anyway).
+HPARAM_METRICS = ("metrics/image_auroc", "metrics/pixel_auroc", "metrics/pixel_aupro",
+                  *(f"diagnostics/sg_influence_t{t}" for t in DIAG_TIMESTEPS))
+
+
 def hparams_of(trial) -> dict:
-    """The trial's arm and grid values for TensorBoard's HPARAMS table (scalars only; lists as text)."""
+    """The trial's arm, seed and grid values for TensorBoard's HPARAMS table (ints and lists as text, so a seed
+    reads "0", not "0.0000")."""
     point = trial.config.get("point", {})
-    out = {"trial": trial_label(trial), "arm": point.get("arm") or ""}
-    for key, value in {**point.get("set", {}), **trial.config.get("sample", {})}.items():
-        if value is not None:
-            out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
+    values = {**point.get("set", {}), **trial.config.get("sample", {})}
+    out = {"arm": point.get("arm") or "", "seed": values.get(SEED_KEYS[0])}
+    out.update({k: v for k, v in values.items() if k not in SEED_KEYS})
+    return {k: v if isinstance(v, (bool, float, str)) else str(v) for k, v in out.items() if v is not None}
 
 
 class TrialBoard(TBXLoggerCallback):
@@ -73,6 +79,7 @@ class TrialBoard(TBXLoggerCallback):
         self._eval_start.pop(trial, None)
         if writer is None:
             return
+        metrics = {tag: v for tag, v in (metrics or {}).items() if tag in HPARAM_METRICS}
         if metrics:
             from tensorboardX.summary import hparams
 
