@@ -29,7 +29,8 @@ from diad.sweep import trialstate
 from diad.sweep.layout import read_meta, storage_root
 
 EVAL_REPORT_EVERY_S = 10.0  # the trial reports evaluation progress at most this often (plus each stage's start/end)
-EVAL_LINE_EVERY_S = 30.0  # the launch's progress stream prints it at most this often per trial (plus stage changes)
+EVAL_LINE_EVERY_S = 30.0
+RECORD_EVERY_S = 2.0  # a trial's status record is rewritten at most this often within one phase  # the launch's progress stream prints it at most this often per trial (plus stage changes)
 # Loggers whose INFO lines repeat on every checkpoint of every trial ("Checkpoint successfully created at: ...").
 NOISY_WORKER_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
 
@@ -183,7 +184,11 @@ class LiveStatus(tune.Callback):
                 "started_at": None, "updated_at": time.time()}
         return self.records[trial.trial_id]
 
-    def _write(self, rec: dict) -> None:
+    def _write(self, rec: dict, throttle: bool = False) -> None:
+        """Write the record; with `throttle`, skip it if this trial's was written < RECORD_EVERY_S ago (the
+        driver's loop runs these callbacks between a checkpoint and Tune's snapshot of its state: keep it short)."""
+        if throttle and time.time() - rec.get("updated_at", 0.0) < RECORD_EVERY_S:
+            return
         rec["updated_at"] = time.time()
         try:
             trialstate.write_record(self.storage, self.sweep_id, rec)
@@ -213,6 +218,7 @@ class LiveStatus(tune.Callback):
         rec, now = self._record(trial), time.time()
         tm = self.timing.setdefault(trial.trial_id, {"t0": now, "first": None})
         phase = result.get("phase")
+        same_phase = phase == rec.get("phase") and rec.get("state") == "running"
         rec.update(state="running", phase=phase, host=result.get("hostname"))
         if result.get("step") is not None:
             rec["step"] = int(result["step"])
@@ -230,7 +236,7 @@ class LiveStatus(tune.Callback):
             rec.update({m: result.get(m) for m in METRICS if finite(result.get(m))},
                        status=result.get("status"), error=result.get("error"), skipped=bool(result.get("skipped")))
         rec["eta_s"], rec["eta_excludes_eval"] = self._eta(rec, tm, now)
-        self._write(rec)
+        self._write(rec, throttle=same_phase and phase != "done")
 
     def _eta(self, rec: dict, tm: dict, now: float) -> tuple[float | None, bool]:
         """(seconds left, whether that leaves evaluation out): training by its step rate so far, evaluation by
