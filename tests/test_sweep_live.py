@@ -194,3 +194,23 @@ def test_next_steps_are_runnable_commands(tmp_path):
         exe = line.split()[1]
         assert Path(exe).is_absolute() and Path(exe).exists(), line  # the venv's own, not whatever is on PATH
     assert "s3://b/runs/ablation/<trial>/" in live.next_steps("ablation", "s3://b/runs")[-1]
+
+
+def test_a_launch_group_writes_each_members_trials_under_its_own_sweep(ray_session, tmp_path):
+    specs = []
+    for name, variant in (("ga", "ldm"), ("gb", "diad")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\nbase:\n  train: {{steps: 2, checkpoint_every: 1}}\n"
+                        f"arms:\n  - {{name: {variant}, model.variant: {variant}}}\nresources: {{cpu: 1}}\n")
+        specs.append(str(path))
+    storage = str(tmp_path / "runs")
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = runner.launch(specs, storage=storage, dashboard=False, backend=FakeBackend())
+    assert summary["sweep_id"] == "ga+gb" and summary["ran"] == 2
+    for name, arm in (("ga", "ldm"), ("gb", "diad")):
+        (trial,) = trialstate.trials(name, storage)  # the member's own point, not the group's "ga/ldm" label
+        assert (trial["trial"], trial["state"], trial["step"], trial["sweep"]) == (arm, "done", 2, name)
+    lines = live.next_steps("ga+gb", storage, ["ga", "gb"])
+    assert [line.split()[2:4] for line in lines[:4]] == [["report", "ga"], ["status", "ga"], ["report", "gb"],
+                                                          ["status", "gb"]]
+    assert f"--logdir {storage}/ga+gb " in lines[-1]

@@ -47,7 +47,7 @@ def _print_summary(summary: dict) -> None:
     summary.pop("errors", [])
     failed = summary.pop("failed_trials", [])
     click.echo(json.dumps(summary, indent=1, default=str))
-    for line in next_steps(summary["sweep_id"], summary["storage"]):
+    for line in next_steps(summary["sweep_id"], summary["storage"], summary.get("sweeps")):
         click.echo(line)
     for f in failed:
         click.echo(f"trial failed: {f['trial']}: {f['error']}", err=True)

@@ -149,8 +149,12 @@ def record_key(label: str, trial_id: str | None, sampled: bool) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.=+-]+', '_', label)[:60]}-{json_hash(label)[:8]}"
 
 
-def _trial_key(trial) -> str:
-    return record_key(trial.config.get("point", {}).get("label"), trial.trial_id, "sample" in trial.config)
+def _member(trial, default: str) -> tuple[str, str | None]:
+    """(sweep id, point label within it): a trial of a launch group ("a+b", group.py) belongs to its point's sweep
+    and carries the label "a/ldm seed=0"; its record goes under that sweep, labelled as the sweep's own point."""
+    point = trial.config.get("point", {})
+    sweep, label = point.get("sweep") or default, point.get("label")
+    return sweep, label.removeprefix(f"{sweep}/") if label and point.get("sweep") else label
 
 
 def write_queued(storage: str, sweep_id: str, points, launch: float) -> None:
@@ -170,17 +174,27 @@ class LiveStatus(tune.Callback):
         self.records: dict[str, dict] = {}
         self.timing: dict[str, dict] = {}
         self.eval_s: list[float] = []  # evaluation durations of this launch's finished trials (the ETA's guess)
-        self.launch: float | None = None
+        self.launches: dict[str, float | None] = {}  # sweep id -> its launch ("created" in its sweep.json)
         self.failed_write = False
 
     def setup(self, **info):
-        self.launch = read_meta(self.storage, self.sweep_id).get("created")
+        self.launches = {}  # a resumed launch reads them again
+
+    def _launch(self, sweep: str) -> float | None:
+        if sweep not in self.launches:
+            try:
+                self.launches[sweep] = read_meta(self.storage, sweep).get("created")
+            except Exception:  # no sweep.json: records still get written, as one "launch 0"
+                self.launches[sweep] = None
+        return self.launches[sweep]
 
     def _record(self, trial) -> dict:
         if trial.trial_id not in self.records:
+            sweep, label = _member(trial, self.sweep_id)
             self.records[trial.trial_id] = {
-                "key": _trial_key(trial), "trial_id": trial.trial_id, "trial": trial_label(trial),
-                "arm": trial.config.get("point", {}).get("arm"), "launch": self.launch, "state": "queued",
+                "key": record_key(label, trial.trial_id, "sample" in trial.config), "sweep": sweep,
+                "trial_id": trial.trial_id, "trial": label or trial.trial_id,
+                "arm": trial.config.get("point", {}).get("arm"), "launch": self._launch(sweep), "state": "queued",
                 "started_at": None, "updated_at": time.time()}
         return self.records[trial.trial_id]
 
@@ -191,10 +205,10 @@ class LiveStatus(tune.Callback):
             return
         rec["updated_at"] = time.time()
         try:
-            trialstate.write_record(self.storage, self.sweep_id, rec)
+            trialstate.write_record(self.storage, rec["sweep"], rec)
         except Exception as exc:  # a status file must never stop the sweep
             if not self.failed_write:
-                print(f"warning: cannot write trial status under {self.storage}/{self.sweep_id}/live: {exc}",
+                print(f"warning: cannot write trial status under {self.storage}/{rec['sweep']}/live: {exc}",
                       flush=True)
             self.failed_write = True
 
@@ -284,20 +298,24 @@ def venv_command(name: str) -> str:
     return shlex.quote(str(exe)) if exe.exists() else name
 
 
-def next_steps(sweep_id: str, storage: str) -> list[str]:
+def next_steps(experiment: str, storage: str, sweeps: list[str] | None = None) -> list[str]:
     """The lines a launch ends with: the report, status and TensorBoard commands, runnable as printed.
 
-    TensorBoard reads local folders; with s3:// storage the event files are in each trial dir there (and live
-    in the driver's Ray session dir that Ray's banner names).
+    `experiment` is the Tune experiment (the sweep id, or a group's "a+b" with its member `sweeps`): reports and
+    status are per sweep, TensorBoard shows the experiment's trials. TensorBoard reads local folders; with s3://
+    storage the event files are in each trial dir there (and live in the driver's Ray session dir that Ray's
+    banner names).
     """
-    sweep = venv_command("diad-sweep")
+    exe = venv_command("diad-sweep")
     store = "" if storage == storage_root(None) else f" --storage {shlex.quote(storage)}"
-    lines = [f"report: {sweep} report {shlex.quote(sweep_id)}{store}   (tables and plots as HTML)",
-             f"status: {sweep} status {shlex.quote(sweep_id)}{store}"]
+    lines = []
+    for sweep in sweeps or [experiment]:
+        lines += [f"report: {exe} report {shlex.quote(sweep)}{store}   (tables and plots as HTML)",
+                  f"status: {exe} status {shlex.quote(sweep)}{store}"]
     if "://" in storage:
-        return lines + [f"TensorBoard: event files in {storage}/{sweep_id}/<trial>/; copy them to a local folder "
+        return lines + [f"TensorBoard: event files in {storage}/{experiment}/<trial>/; copy them to a local folder "
                         f"and run {venv_command('tensorboard')} --logdir on it"]
-    logdir = shlex.quote(f"{storage}/{sweep_id}")
+    logdir = shlex.quote(f"{storage}/{experiment}")
     return lines + [f"TensorBoard: {venv_command('tensorboard')} --logdir {logdir} --host 127.0.0.1   (open "
                     "http://127.0.0.1:6006: one run per trial; train/loss per step, eval/progress_pct, metrics/*, "
                     "diagnostics/*)"]
