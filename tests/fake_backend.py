@@ -3,7 +3,10 @@
 Sweep tests pass `FakeBackend()` to runner.launch; Ray workers unpickle it by module name (conftest puts
 tests/ on PYTHONPATH). It leaves traces the tests read: `starts.txt` (the step each training started from),
 `recon/computed.txt` (one line per reconstruction actually computed) and `recon/cpus.txt` (per evaluation:
-its backbone and the CPUs Ray reserved for the trial).
+its backbone and the CPUs Ray reserved for the trial). With $FAKE_BACKEND_LOG set, every
+call that does work appends one line there too ("ae <key>", "train <hash> <start step>", "trained <hash>"),
+wherever the worker runs. Its shared stage (one fake autoencoder per data config) must be in the cache before
+train() runs, as the sweep layer promises.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from diad.errors import validation_error
+from diad.hashing import json_hash
+from diad.io import atomic_dir
 from diad.pipeline.records import EvalResult, TrainResult
 
 
@@ -79,12 +84,26 @@ class FakeBackend:
     def prepare(self, run_cfg: RunConfig) -> None:
         pass
 
+    def autoencoder_key(self, run_cfg: RunConfig) -> str:
+        return json_hash(run_cfg.data.model_dump(mode="json"), 12)  # every arm and seed shares it
+
+    def prepare_autoencoder(self, run_cfg: RunConfig, cache_dir: Path) -> None:
+        key = self.autoencoder_key(run_cfg)
+        with atomic_dir(Path(cache_dir) / "autoencoders" / key) as tmp:
+            (tmp / "state.json").write_text(json.dumps({"key": key}))
+        _log(f"ae {key}")
+
     def recon_key(self, checkpoint_dir: Path, run_cfg: RunConfig) -> str:
         ev = run_cfg.eval
         return f"{Path(checkpoint_dir).parent.name}-{ev.forward_steps}-{ev.ddim_steps}-{ev.seed}"
 
     def train(self, run_cfg: RunConfig, out_dir: Path, cache_dir: Path, on_checkpoint=None) -> TrainResult:
-        return _train(run_cfg, out_dir, on_checkpoint)
+        ae = Path(cache_dir) / "autoencoders" / self.autoencoder_key(run_cfg) / "state.json"
+        if not ae.is_file():
+            raise RuntimeError(f"{ae}: the shared stage is not in this node's cache")
+        result = _train(run_cfg, out_dir, on_checkpoint)
+        _log(f"trained {Path(out_dir).name}")
+        return result
 
     def evaluate(self, checkpoint_dir: Path, run_cfg: RunConfig, cache_dir: Path, on_progress=None) -> EvalResult:
         for stage, total in (("reconstruct", 8), ("score", 8), ("metrics", 1), ("diagnostics", 1)):
@@ -92,6 +111,13 @@ class FakeBackend:
                 if on_progress:
                     on_progress(stage, done, total)
         return _evaluate(self.recon_key(checkpoint_dir, run_cfg), run_cfg, cache_dir)
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("FAKE_BACKEND_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
 
 
 def _train(run_cfg: RunConfig, out_dir: Path, on_checkpoint=None) -> TrainResult:
@@ -103,6 +129,7 @@ def _train(run_cfg: RunConfig, out_dir: Path, on_checkpoint=None) -> TrainResult
     start = json.loads(state.read_text())["step"] if state.exists() else 0
     with open(Path(out_dir) / "starts.txt", "a") as f:
         f.write(f"{start}\n")
+    _log(f"train {Path(out_dir).name} {start}")
     t0 = time.time()
     cfg = run_cfg.train
     for step in range(start + 1, cfg.steps + 1):

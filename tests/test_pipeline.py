@@ -62,6 +62,19 @@ def test_second_training_reuses_the_autoencoder_and_a_finished_run(trained):
     assert done.checkpoint_dir == result.checkpoint_dir and done.steps == 2
 
 
+def test_prepare_autoencoder_makes_the_stage_train_then_reuses(trained, tmp_path):
+    cfg, _, _, _ = trained
+    cache = tmp_path / "cache"
+    assert not pipeline.prepare_autoencoder(cfg, cache)  # trained now, where the sweep layer looks for it
+    assert (cache / "autoencoders" / pipeline.autoencoder_key(cfg) / "state.json").is_file()
+    assert pipeline.prepare_autoencoder(cfg, cache)
+    one_step = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 1})})
+    assert pipeline.train(one_step, tmp_path / "run", cache_dir=cache, progress=False).ae_cached
+    no_stage = cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"autoencoder": cfg.train.autoencoder.model_copy(update={"steps": 0})})})
+    assert pipeline.autoencoder_key(no_stage) is None and pipeline.prepare_autoencoder(no_stage, cache)
+
+
 def test_evaluate_metrics_and_reconstruction_cache(trained):
     cfg, result, tmp, _ = trained
     events = []

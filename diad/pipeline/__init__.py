@@ -9,6 +9,8 @@ from diad.lazy import lazy_exports
 _EXPORTS = {
     "TrainResult": "diad.pipeline.records",
     "train": "diad.pipeline.training",
+    "autoencoder_key": "diad.pipeline.training",
+    "prepare_autoencoder": "diad.pipeline.training",
     "load_trained": "diad.pipeline.trained",
     "resolve_checkpoint": "diad.pipeline.trained",
     "recon_key": "diad.pipeline.reconstruction",

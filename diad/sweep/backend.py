@@ -37,8 +37,16 @@ class Backend(Protocol):
               on_checkpoint: OnCheckpoint | None) -> TrainResult:
         """Train into out_dir (resuming from a checkpoint there)."""
 
+    def autoencoder_key(self, run_cfg: BaseModel) -> str | None:
+        """The key of a stage many trainings share (the autoencoder), or None when the run has none.
+
+        Its entry is cache_dir/autoencoders/<key>; trials with equal keys make it once (prepare_autoencoder)."""
+
+    def prepare_autoencoder(self, run_cfg: BaseModel, cache_dir: Path) -> None:
+        """Make the shared stage into cache_dir/autoencoders/<key>, as one whole directory; train() reuses it."""
+
     def recon_key(self, checkpoint_dir: Path, run_cfg: BaseModel) -> str:
-        """The key of this evaluation's reconstructions (trials with equal keys compute them once)."""
+        """The key of this evaluation's reconstructions, cached in cache_dir/recon/<key> (computed once)."""
 
     def evaluate(self, checkpoint_dir: Path, run_cfg: BaseModel, cache_dir: Path,
                  on_progress: EvalProgress | None = None) -> EvalResult:
@@ -77,6 +85,16 @@ class DiadBackend:
         from diad.pipeline import train
 
         return train(run_cfg, out_dir, cache_dir=cache_dir, on_checkpoint=on_checkpoint, progress=False)
+
+    def autoencoder_key(self, run_cfg) -> str | None:
+        from diad.pipeline import autoencoder_key
+
+        return autoencoder_key(run_cfg)
+
+    def prepare_autoencoder(self, run_cfg, cache_dir: Path) -> None:
+        from diad.pipeline import prepare_autoencoder
+
+        prepare_autoencoder(run_cfg, cache_dir)
 
     def recon_key(self, checkpoint_dir: Path, run_cfg) -> str:
         from diad.pipeline import recon_key

@@ -85,7 +85,8 @@ def main() -> None:
 @main.command()
 @click.argument("specs_and_overrides", nargs=-1, required=True, metavar="SPEC... [KEY=VALUE...]")
 @_storage
-@click.option("--cache-dir", default=None, help="Checkpoint/reconstruction cache; on clusters a shared POSIX path.")
+@click.option("--cache-dir", default=None, help="Checkpoint/reconstruction cache: a shared POSIX path, or a URI (default with a URI "
+              "--storage: <storage>/cache, synced to node-local copies).")
 @_address
 @_dash_host
 @_no_dash

@@ -20,6 +20,7 @@ from diad.integrity import ensure_writable_dir
 from diad.sweep import group, live, results
 from diad.sweep.backend import Backend, DiadBackend, backend_from_path, backend_path
 from diad.sweep.cluster_checks import check_cluster, join
+from diad.sweep.cache_store import check_writable, is_uri, published
 from diad.sweep.keys import SEED_KEYS
 from diad.sweep.layout import META_FILE, filesystem, read_meta, results_dir, storage_root
 from diad.sweep.plan import Point, distinct
@@ -45,9 +46,9 @@ def write_meta(storage: str, sweep_id: str, meta: dict, file: str = META_FILE) -
 def _cache_dir(storage: str, cache_dir: str | None) -> str:
     """--cache-dir, else <storage>/cache: one cache per storage root, so sweeps under it share trainings."""
     if cache_dir:
-        return str(Path(cache_dir).expanduser().resolve())
-    if "://" in storage:
-        raise DiadError(f"storage {storage} is a URI: give --cache-dir, a POSIX path every worker shares (NFS)")
+        return cache_dir.rstrip("/") if is_uri(cache_dir) else str(Path(cache_dir).expanduser().resolve())
+    if is_uri(storage):  # object storage: node-local copies synced through it (diad.sweep.cache_store)
+        return f"{storage}/cache"
     return str(Path(storage) / "cache")
 
 
@@ -142,11 +143,12 @@ def check_num_cpus(num_cpus: int | None, spec: SweepSpec) -> None:
 
 
 def check_local_dirs(storage: str, cache: str) -> None:
-    """Storage and cache folders must take files before the first trial runs (not after its training)."""
-    if "://" not in storage:
-        ensure_writable_dir(storage, "--storage")
-    if "://" not in cache:
-        ensure_writable_dir(cache, "--cache-dir")
+    """Storage and cache folders (or buckets) must take files before the first trial runs (not after its training)."""
+    for location, what in ((storage, "--storage"), (cache, "--cache-dir")):
+        if is_uri(location):
+            check_writable(location, what)
+        else:
+            ensure_writable_dir(location, what)
 
 
 def connect(address: str | None, dashboard: bool, dashboard_host: str, num_cpus: int | None) -> None:
@@ -328,10 +330,11 @@ def sweep_status(sweep_id: str, storage: str | None = None) -> dict:
     status = results.run_status(storage, sweep_id)
     ok = sum(s == "ok" for s in status.values())
     failed = len(status) - ok
-    trainings = 0
-    if "://" not in meta["cache_dir"]:  # the cache is shared by the storage root's sweeps: count this one's
-        cache = Path(meta["cache_dir"])
-        hashes = meta.get("train_hashes")
+    cache, hashes = meta["cache_dir"], meta.get("train_hashes")  # the cache is shared: count this sweep's
+    if is_uri(cache):
+        trainings = published(cache, "train", hashes)
+    else:
+        cache = Path(cache)
         trainings = len(list(cache.glob(f"train/*/{DONE_FILE}"))) if hashes is None else \
             sum((cache / "train" / h / DONE_FILE).is_file() for h in hashes)
     n = meta.get("n_points")

@@ -1,14 +1,16 @@
 """The Ray Tune function trainable: one trial = one grid point = train (once, cached) + evaluate + write rows.
 
 Training is cached under a content hash of the training-time config: the first trial that needs a checkpoint
-trains it while holding a file lock on the hash; the others wait on the lock and reuse it. Reconstructions are
-cached by the core per (checkpoint, reconstruction settings); a second lock keeps two trials from computing the
-same reconstructions at once, so backbone and layer axes only cost feature extraction.
+trains it while holding the entry (a file lock on a local cache, a Ray lease on an object-store one:
+diad.sweep.cache_store); the others wait and reuse it. The autoencoder stage that many trainings share is made
+the same way first. Reconstructions are cached by the core per (checkpoint, reconstruction settings); holding
+their entry keeps two trials from computing the same reconstructions at once, so backbone and layer axes only
+cost feature extraction.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import resource
@@ -16,9 +18,8 @@ import shutil
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from filelock import FileLock, Timeout
 from ray import tune
 
 from diad.hashing import json_hash
@@ -29,6 +30,7 @@ from diad.sweep import results
 from diad.sweep.backend import Backend, DiadBackend
 from diad.sweep.live import EvalEvents, prepare_worker
 from diad.sweep.node import node_columns
+from diad.sweep.cache_store import CacheStore, cache_store
 from diad.sweep.plan import run_keys, validate_run
 
 DONE_FILE = "sweep-train.json"
@@ -40,7 +42,7 @@ class SweepContext:
 
     sweep_id: str
     storage: str  # absolute path or URI; results go to <storage>/results/
-    cache_dir: str  # absolute POSIX path on storage all workers share (file locks need it)
+    cache_dir: str  # absolute POSIX path all workers share (file locks), or a URI (node-local copies + leases)
     base: dict
     arms: list[dict] = field(default_factory=list)
     cpus: float = 1.0
@@ -129,12 +131,15 @@ class _Reporter:
         self.last: dict[str, Any] = {"train_loss": float("nan"), "step": None,
                                      **{m: float("nan") for m in (*METRICS, *DIAGNOSTICS)}}
 
-    def on_checkpoint(self, out_dir: Path):
-        """on_checkpoint callback for the core: hand each training checkpoint to Tune (a retry resumes from it)."""
+    def on_checkpoint(self, out_dir: Path, kept: Callable[[Path, int], bool] = lambda checkpoint_dir, step: False):
+        """on_checkpoint callback for the core: hand each training checkpoint to Tune (a retry resumes from it),
+        unless `kept(checkpoint_dir, step)` says the cache store keeps it itself."""
 
         def callback(step: int, checkpoint_dir: Path | str, metrics: dict | None = None) -> None:
-            ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
-            ckpt.set_metadata({"rel": os.path.relpath(checkpoint_dir, out_dir)})
+            ckpt = None
+            if not kept(Path(checkpoint_dir), int(step)):
+                ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
+                ckpt.set_metadata({"rel": os.path.relpath(checkpoint_dir, out_dir)})
             numeric = {f"train_{k}": float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
             self.last.update(numeric, step=int(step))
             tune.report({**self.last, "phase": "train"}, checkpoint=ckpt)
@@ -153,35 +158,32 @@ class _Reporter:
                      "error": mean.get("error"), **extra})
 
 
-@contextlib.contextmanager
-def _waiting_lock(path: Path, what: str):
-    """Hold the file lock at `path`; say so when another trial holds it (the wait can be long)."""
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"waiting for {what}: another trial holds {path.name}", flush=True)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+def prepare_autoencoder(backend: Backend, run_cfg, store: CacheStore) -> None:
+    """Make the autoencoder stage that many trainings share once, before the denoiser training that needs it."""
+    key_fn = getattr(backend, "autoencoder_key", None)  # a backend without the method has no shared stage
+    key = key_fn(run_cfg) if key_fn is not None else None
+    if key is None:
+        return
+    with store.once(f"autoencoders/{key}", None, f"autoencoder {key}") as ready:
+        if not ready:
+            backend.prepare_autoencoder(run_cfg, store.local)
 
 
-def train_cached(backend: Backend, run_cfg, train_hash: str, cache_dir: Path, reporter: _Reporter) -> tuple[dict, bool]:
+def train_cached(backend: Backend, run_cfg, train_hash: str, store: CacheStore, reporter: _Reporter) -> tuple[dict, bool]:
     """Train once per training config; returns (training record, reused?). Waits if another trial trains it."""
-    out_dir = cache_dir / "train" / train_hash
+    rel = f"train/{train_hash}"
+    out_dir = store.local / rel
     done = out_dir / DONE_FILE
-    if done.exists():
-        return json.loads(done.read_text()), True
-    (cache_dir / "locks").mkdir(parents=True, exist_ok=True)
-    with _waiting_lock(cache_dir / "locks" / f"train-{train_hash}.lock", f"training {train_hash}"):
-        if done.exists():  # another trial finished it while we waited
+    with store.once(rel, DONE_FILE, f"training {train_hash}") as ready:
+        if ready:
             return json.loads(done.read_text()), True
+        prepare_autoencoder(backend, run_cfg, store)
+        store.restore_progress(rel, out_dir)
         _restore_tune_checkpoint(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "sweep-owner.txt", f"pid {os.getpid()} host {os.uname().nodename}\n")
-        res = backend.train(run_cfg, out_dir, cache_dir, on_checkpoint=reporter.on_checkpoint(out_dir))
+        kept = functools.partial(store.save_progress, rel, out_dir)  # (checkpoint_dir, step) -> kept by the store?
+        res = backend.train(run_cfg, out_dir, store.local, on_checkpoint=reporter.on_checkpoint(out_dir, kept))
         record = {
             "checkpoint_rel": os.path.relpath(res.checkpoint_dir, out_dir),
             "wall_s": float(res.wall_s), "images_per_s": float(res.images_per_s),
@@ -191,12 +193,11 @@ def train_cached(backend: Backend, run_cfg, train_hash: str, cache_dir: Path, re
     return record, False
 
 
-def evaluate_locked(backend: Backend, checkpoint_dir: Path, run_cfg, cache_dir: Path, on_progress=None):
-    """Evaluate under a lock on the reconstruction key, so equal reconstructions are computed once."""
-    lock = cache_dir / "locks" / f"recon-{backend.recon_key(checkpoint_dir, run_cfg)}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with _waiting_lock(lock, "reconstructions of the same checkpoint and reconstruction settings"):
-        return backend.evaluate(checkpoint_dir, run_cfg, cache_dir, on_progress=on_progress)
+def evaluate_locked(backend: Backend, checkpoint_dir: Path, run_cfg, store: CacheStore, on_progress=None):
+    """Evaluate holding the reconstruction key's entry, so equal reconstructions are computed once."""
+    rel = f"recon/{backend.recon_key(checkpoint_dir, run_cfg)}"
+    with store.once(rel, None, "reconstructions of the same checkpoint and reconstruction settings"):
+        return backend.evaluate(checkpoint_dir, run_cfg, store.local, on_progress=on_progress)
 
 
 def run_trial(config: dict, ctx: SweepContext) -> None:
@@ -236,15 +237,15 @@ def run_trial(config: dict, ctx: SweepContext) -> None:
 def _train_and_evaluate(backend: Backend, run_cfg, keys: dict, ctx: SweepContext, schema, info: dict,
                         reporter: _Reporter) -> list[dict]:
     """The trial body; any exception becomes a failed row (a worker that dies is retried by Tune instead)."""
-    cache_dir = Path(ctx.cache_dir)
     cfg = run_cfg.model_dump(mode="json")
     _limit_threads(ctx.cpus)  # torch is loaded by now if the core uses it
     try:
-        train, cached = train_cached(backend, run_cfg, keys["train_hash"], cache_dir, reporter)
+        store = cache_store(ctx.cache_dir, holder=f"trial {keys['trial_id']}")
+        train, cached = train_cached(backend, run_cfg, keys["train_hash"], store, reporter)
         info.update(train_wall_s=train["wall_s"], train_images_per_s=train["images_per_s"], train_cached=cached)
         reporter.last["step"] = reporter.last["step"] or train["steps"]  # a reused training reported no steps
-        checkpoint_dir = cache_dir / "train" / keys["train_hash"] / train["checkpoint_rel"]
-        ev = evaluate_locked(backend, checkpoint_dir, run_cfg, cache_dir, reporter.on_eval())
+        checkpoint_dir = store.local / "train" / keys["train_hash"] / train["checkpoint_rel"]
+        ev = evaluate_locked(backend, checkpoint_dir, run_cfg, store, reporter.on_eval())
     except Exception as exc:
         traceback.print_exc()
         info.update(status="failed", error=_one_line(exc), peak_mem_mb=_peak_mem_mb())
