@@ -34,7 +34,7 @@ def test_fractional_gpu_reaches_rays_per_trial_resources(tmp_path):
     for overrides, want in [((), 0.5), (("resources.gpu=0.25",), 0.25), (("preset=gpu", "resources.gpu=0.25"), 0.25)]:
         spec = _spec(tmp_path, overrides)
         ctx = SweepContext(sweep_id=spec.name, storage=str(tmp_path), cache_dir=str(tmp_path / "c"), base=spec.base)
-        request = _trainable(ctx, spec)._resources  # what Tune asks the scheduler for, per trial
+        request = _trainable(ctx, spec).default_resource_request({})  # what Tune asks the scheduler for, per trial
         assert request.bundles == [{"CPU": 1.0, "GPU": want}]
 
 
