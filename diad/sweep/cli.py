@@ -47,8 +47,9 @@ def _print_summary(summary: dict) -> None:
     summary.pop("errors", [])
     failed = summary.pop("failed_trials", [])
     click.echo(json.dumps(summary, indent=1, default=str))
-    for line in next_steps(summary["sweep_id"], summary["storage"], summary.get("sweeps")):
-        click.echo(line)
+    if "sweep_id" in summary:  # a launch or resume summary names its sweep; then say what to run next
+        for line in next_steps(summary["sweep_id"], summary["storage"], summary.get("sweeps")):
+            click.echo(line)
     for f in failed:
         click.echo(f"trial failed: {f['trial']}: {f['error']}", err=True)
     if failed:
